@@ -1,0 +1,452 @@
+//! The audit table: an append-only log of every partition's state changes,
+//! and the record of truth for skipping, resuming and adopting work.
+//!
+//! Append-only because rows in BigQuery's streaming buffer cannot be updated.
+//! One row per state change; the latest row per partition is its state.
+//! The format is versioned (`record_version`) so older readers can tell.
+//!
+//! The two operator questions are one query each (see README):
+//! partitions per status, and partitions attempted but never succeeded.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::bq::{BigQuery, BqError, FieldSpec, NewTable, QueryParam, QueryResult};
+use crate::settings::TableRef;
+
+/// Version of the audit record format written by this build.
+pub const RECORD_VERSION: i64 = 1;
+
+/// A partition's state as recorded in the audit table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Lease rows (partition_id NULL): the run holds or renewed the lease.
+    LeaseHeld,
+    /// Lease rows: the run gave the lease up.
+    LeaseReleased,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::Cancelled => "CANCELLED",
+            Status::LeaseHeld => "LEASE_HELD",
+            Status::LeaseReleased => "LEASE_RELEASED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "RUNNING" => Status::Running,
+            "SUCCEEDED" => Status::Succeeded,
+            "FAILED" => Status::Failed,
+            "CANCELLED" => Status::Cancelled,
+            "LEASE_HELD" => Status::LeaseHeld,
+            "LEASE_RELEASED" => Status::LeaseReleased,
+            _ => return None,
+        })
+    }
+}
+
+/// One audit row. Fields not relevant to a state are left empty (NULL).
+#[derive(Debug, Clone, Default)]
+pub struct AuditRow {
+    pub partition_id: Option<String>,
+    pub status: Option<Status>,
+    pub attempt: Option<u32>,
+    pub bq_job_id: Option<String>,
+    pub fingerprint: Option<String>,
+    pub destination: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub rows_written: Option<i64>,
+    pub bytes_processed: Option<i64>,
+    pub bytes_billed: Option<i64>,
+    pub error_reason: Option<String>,
+    pub error_message: Option<String>,
+    pub lease_generation: Option<i64>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+/// The latest recorded state of one partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionState {
+    pub status: Status,
+    pub fingerprint: Option<String>,
+    pub attempt: u32,
+    pub bq_job_id: Option<String>,
+    pub run_id: String,
+    pub recorded_at: Option<DateTime<Utc>>,
+    /// Highest attempt number ever recorded for the partition (any
+    /// fingerprint), so new job IDs never reuse an old one.
+    pub max_attempt: u32,
+}
+
+/// Errors talking to the audit table.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("audit table {table}: {source}")]
+    Api {
+        table: String,
+        #[source]
+        source: BqError,
+    },
+    #[error("audit table {table} has an unexpected shape: {message}")]
+    Shape { table: String, message: String },
+    #[error("audit dataset {project}.{dataset} does not exist")]
+    MissingDataset { project: String, dataset: String },
+}
+
+impl CheckpointError {
+    pub fn bq(&self) -> Option<&BqError> {
+        match self {
+            CheckpointError::Api { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The audit table's columns, in order: (name, type, mode).
+pub const COLUMNS: &[(&str, &str, &str)] = &[
+    ("record_version", "INT64", "REQUIRED"),
+    ("job", "STRING", "REQUIRED"),
+    ("partition_id", "STRING", "NULLABLE"),
+    ("status", "STRING", "REQUIRED"),
+    ("run_id", "STRING", "REQUIRED"),
+    ("attempt", "INT64", "NULLABLE"),
+    ("bq_job_id", "STRING", "NULLABLE"),
+    ("fingerprint", "STRING", "NULLABLE"),
+    ("destination", "STRING", "NULLABLE"),
+    ("started_at", "TIMESTAMP", "NULLABLE"),
+    ("finished_at", "TIMESTAMP", "NULLABLE"),
+    ("rows_written", "INT64", "NULLABLE"),
+    ("bytes_processed", "INT64", "NULLABLE"),
+    ("bytes_billed", "INT64", "NULLABLE"),
+    ("error_reason", "STRING", "NULLABLE"),
+    ("error_message", "STRING", "NULLABLE"),
+    ("tool_version", "STRING", "NULLABLE"),
+    ("recorded_at", "TIMESTAMP", "REQUIRED"),
+    ("lease_generation", "INT64", "NULLABLE"),
+    ("lease_expires_at", "TIMESTAMP", "NULLABLE"),
+];
+
+/// The table definition used when the audit table is missing: partitioned
+/// by day of `recorded_at`, clustered by job and partition.
+pub fn table_spec() -> NewTable {
+    NewTable {
+        schema: COLUMNS
+            .iter()
+            .map(|(name, ty, mode)| FieldSpec { name: name.to_string(), field_type: ty.to_string(), mode: mode.to_string() })
+            .collect(),
+        partition_day_field: Some("recorded_at".into()),
+        clustering: vec!["job".into(), "partition_id".into()],
+        description: Some(format!(
+            "bq-backfill audit log (record_version {RECORD_VERSION}): one row per partition state change"
+        )),
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The audit log of one backfill job, as seen by one run.
+pub struct Checkpoints {
+    bq: BigQuery,
+    table: TableRef,
+    job: String,
+    run_id: String,
+    /// Strictly increasing `recorded_at` within this run, so "latest row"
+    /// never ties even when two rows land in the same microsecond.
+    last_recorded: Mutex<DateTime<Utc>>,
+    seq: Mutex<u64>,
+}
+
+impl Checkpoints {
+    pub fn new(bq: BigQuery, table: TableRef, job: &str, run_id: &str) -> Self {
+        Checkpoints {
+            bq,
+            table,
+            job: job.to_string(),
+            run_id: run_id.to_string(),
+            last_recorded: Mutex::new(DateTime::<Utc>::MIN_UTC),
+            seq: Mutex::new(0),
+        }
+    }
+
+    pub fn table(&self) -> &TableRef {
+        &self.table
+    }
+
+    fn api(&self, source: BqError) -> CheckpointError {
+        CheckpointError::Api { table: self.table.to_string(), source }
+    }
+
+    /// Whether the audit table exists (and has our columns).
+    pub async fn exists(&self) -> Result<bool, CheckpointError> {
+        match self.bq.get_table(&self.table).await.map_err(|e| self.api(e))? {
+            None => Ok(false),
+            Some(meta) => {
+                let missing: Vec<&str> = COLUMNS
+                    .iter()
+                    .map(|c| c.0)
+                    .filter(|c| !meta.schema.iter().any(|(n, _)| n == c))
+                    .collect();
+                if missing.is_empty() {
+                    Ok(true)
+                } else {
+                    Err(CheckpointError::Shape {
+                        table: self.table.to_string(),
+                        message: format!("missing columns {}", missing.join(", ")),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Create the audit table if it is missing. The dataset must exist:
+    /// creating datasets (and choosing their location) is the operator's call.
+    pub async fn ensure_table(&self) -> Result<(), CheckpointError> {
+        if self.exists().await? {
+            return Ok(());
+        }
+        match self.bq.create_table(&self.table, &table_spec()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason() == "notFound" => Err(CheckpointError::MissingDataset {
+                project: self.table.project.clone(),
+                dataset: self.table.dataset.clone(),
+            }),
+            Err(e) => Err(self.api(e)),
+        }
+    }
+
+    fn next_recorded_at(&self) -> DateTime<Utc> {
+        let mut last = self.last_recorded.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now = Utc::now();
+        if now <= *last {
+            now = *last + chrono::Duration::microseconds(1);
+        }
+        *last = now;
+        now
+    }
+
+    /// Append one row. The insertId is derived from the run and a sequence
+    /// number, so a retried insertAll is de-duplicated by BigQuery.
+    pub async fn record(&self, row: &AuditRow) -> Result<(), CheckpointError> {
+        let recorded_at = self.next_recorded_at();
+        let seq = {
+            let mut s = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+            *s += 1;
+            *s
+        };
+        let insert_id = format!("{}-{}", self.run_id, seq);
+        let value = self.row_json(row, recorded_at);
+        self.bq.insert_rows(&self.table, &[(insert_id, value)]).await.map_err(|e| self.api(e))
+    }
+
+    fn row_json(&self, r: &AuditRow, recorded_at: DateTime<Utc>) -> Value {
+        json!({
+            "record_version": RECORD_VERSION,
+            "job": self.job,
+            "partition_id": r.partition_id,
+            "status": r.status.map(Status::as_str),
+            "run_id": self.run_id,
+            "attempt": r.attempt,
+            "bq_job_id": r.bq_job_id,
+            "fingerprint": r.fingerprint,
+            "destination": r.destination,
+            "started_at": r.started_at.map(ts),
+            "finished_at": r.finished_at.map(ts),
+            "rows_written": r.rows_written,
+            "bytes_processed": r.bytes_processed,
+            "bytes_billed": r.bytes_billed,
+            "error_reason": r.error_reason,
+            "error_message": r.error_message,
+            "tool_version": env!("CARGO_PKG_VERSION"),
+            "recorded_at": ts(recorded_at),
+            "lease_generation": r.lease_generation,
+            "lease_expires_at": r.lease_expires_at.map(ts),
+        })
+    }
+
+    /// The latest state of every partition of this job, in ONE query.
+    pub async fn latest_states(&self) -> Result<HashMap<String, PartitionState>, CheckpointError> {
+        let sql = latest_states_sql(&self.table);
+        let res = self
+            .bq
+            .query(&sql, &[QueryParam::string("job", &self.job)])
+            .await
+            .map_err(|e| self.api(e))?;
+        parse_states(&res).map_err(|message| CheckpointError::Shape { table: self.table.to_string(), message })
+    }
+
+    /// Run a query against the audit table (used by the lease).
+    pub(crate) async fn query(&self, sql: &str, params: &[QueryParam]) -> Result<QueryResult, CheckpointError> {
+        self.bq.query(sql, params).await.map_err(|e| self.api(e))
+    }
+
+    pub(crate) fn job(&self) -> &str {
+        &self.job
+    }
+
+    pub(crate) fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+
+/// Backticked table path. Safe: every part was validated against
+/// BigQuery's naming rules (no backticks, quotes, spaces or `$`) when the
+/// descriptor was read; identifiers cannot be query parameters.
+pub fn table_path(t: &TableRef) -> String {
+    format!("`{}.{}.{}`", t.project, t.dataset, t.table)
+}
+
+/// The one query that reads every partition's latest state.
+pub fn latest_states_sql(table: &TableRef) -> String {
+    format!(
+        "SELECT partition_id, status, fingerprint, attempt, bq_job_id, run_id, recorded_at, max_attempt \
+         FROM (\
+           SELECT partition_id, status, fingerprint, attempt, bq_job_id, run_id, recorded_at, \
+                  ROW_NUMBER() OVER (PARTITION BY partition_id ORDER BY recorded_at DESC) AS rn, \
+                  MAX(attempt) OVER (PARTITION BY partition_id) AS max_attempt \
+           FROM {} \
+           WHERE job = @job AND partition_id IS NOT NULL\
+         ) AS latest \
+         WHERE rn = 1",
+        table_path(table)
+    )
+}
+
+/// Parse a BigQuery TIMESTAMP cell (float seconds or int64 micros string).
+pub fn parse_timestamp_cell(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(secs) = s.parse::<f64>() {
+        let micros = (secs * 1_000_000.0).round() as i64;
+        return DateTime::from_timestamp_micros(micros);
+    }
+    DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
+}
+
+fn parse_states(res: &QueryResult) -> Result<HashMap<String, PartitionState>, String> {
+    let col = |name: &str| res.fields.iter().position(|f| f == name).ok_or_else(|| format!("no column {name}"));
+    let (c_pid, c_status, c_fp, c_att, c_job, c_run, c_rec, c_max) = (
+        col("partition_id")?,
+        col("status")?,
+        col("fingerprint")?,
+        col("attempt")?,
+        col("bq_job_id")?,
+        col("run_id")?,
+        col("recorded_at")?,
+        col("max_attempt")?,
+    );
+    let mut out = HashMap::new();
+    for row in &res.rows {
+        let get = |i: usize| row.get(i).cloned().flatten();
+        let Some(pid) = get(c_pid) else { continue };
+        let status_s = get(c_status).unwrap_or_default();
+        let status = Status::parse(&status_s).ok_or_else(|| format!("unknown status {status_s:?} for {pid}"))?;
+        let num = |i: usize| get(i).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        out.insert(
+            pid,
+            PartitionState {
+                status,
+                fingerprint: get(c_fp),
+                attempt: num(c_att),
+                bq_job_id: get(c_job),
+                run_id: get(c_run).unwrap_or_default(),
+                recorded_at: get(c_rec).as_deref().and_then(parse_timestamp_cell),
+                max_attempt: num(c_max),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Operator query: how many partitions are in each status (latest state).
+pub fn status_counts_sql(table: &TableRef) -> String {
+    format!(
+        "SELECT status, COUNT(*) AS partitions FROM (\
+           SELECT status, ROW_NUMBER() OVER (PARTITION BY partition_id ORDER BY recorded_at DESC) AS rn \
+           FROM {} WHERE job = @job AND partition_id IS NOT NULL\
+         ) AS latest WHERE rn = 1 GROUP BY status ORDER BY status",
+        table_path(table)
+    )
+}
+
+/// Operator query: partitions attempted but never succeeded.
+pub fn never_succeeded_sql(table: &TableRef) -> String {
+    format!(
+        "SELECT partition_id, COUNT(*) AS state_changes, MAX(recorded_at) AS last_recorded_at \
+         FROM {} WHERE job = @job AND partition_id IS NOT NULL \
+         GROUP BY partition_id HAVING COUNTIF(status = 'SUCCEEDED') = 0 ORDER BY partition_id",
+        table_path(table)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> TableRef {
+        TableRef { project: "p".into(), dataset: "ops".into(), table: "audit".into() }
+    }
+
+    #[test]
+    fn queries_take_the_job_as_a_parameter_never_as_text() {
+        for sql in [latest_states_sql(&t()), status_counts_sql(&t()), never_succeeded_sql(&t())] {
+            assert!(sql.contains("@job"), "{sql}");
+            assert!(sql.contains("`p.ops.audit`"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn latest_state_rows_parse() {
+        let res = QueryResult {
+            fields: ["partition_id", "status", "fingerprint", "attempt", "bq_job_id", "run_id", "recorded_at", "max_attempt"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            rows: vec![vec![
+                Some("20240115".into()),
+                Some("SUCCEEDED".into()),
+                Some("abc".into()),
+                Some("2".into()),
+                Some("bqb_x".into()),
+                Some("r1".into()),
+                Some("1705287600.5".into()),
+                Some("3".into()),
+            ]],
+        };
+        let states = parse_states(&res).unwrap();
+        let s = &states["20240115"];
+        assert_eq!(s.status, Status::Succeeded);
+        assert_eq!((s.attempt, s.max_attempt), (2, 3));
+        assert_eq!(s.recorded_at.unwrap().timestamp_micros(), 1_705_287_600_500_000);
+    }
+
+    #[test]
+    fn audit_schema_has_the_documented_columns() {
+        let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+        for required in [
+            "job", "partition_id", "status", "run_id", "attempt", "bq_job_id", "fingerprint", "destination",
+            "started_at", "finished_at", "rows_written", "bytes_processed", "bytes_billed", "error_reason",
+            "error_message", "tool_version", "recorded_at",
+        ] {
+            assert!(names.contains(&required), "{required}");
+        }
+        let spec = table_spec();
+        assert_eq!(spec.partition_day_field.as_deref(), Some("recorded_at"));
+        assert_eq!(spec.clustering, vec!["job", "partition_id"]);
+    }
+}

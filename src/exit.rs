@@ -1,0 +1,56 @@
+//! The documented exit codes, in one place.
+//!
+//! Orchestrators branch on these numbers, so they are part of the public
+//! contract (see README "Exit codes"). 99 is never used: Airflow's
+//! BashOperator reads it as "skip this task".
+
+/// Every partition succeeded or was skipped as already done.
+pub const OK: i32 = 0;
+/// The run finished, but at least one partition failed; a re-run retries
+/// only the failed (and pending) partitions.
+pub const PARTITIONS_FAILED: i32 = 1;
+/// Command-line usage error (unknown flag, bad flag value).
+pub const USAGE: i32 = 64;
+/// The task descriptor is invalid (not JSON, wrong types, unknown fields,
+/// values out of range). Nothing was sent to BigQuery.
+pub const INVALID_DESCRIPTOR: i32 = 65;
+/// No descriptor could be read: the file is missing, or stdin is a terminal
+/// or a socket (Airflow 3 hands its supervisor's socket to the task as fd 0).
+pub const NO_INPUT: i32 = 66;
+/// BigQuery stayed unavailable after every retry (5xx, 429, timeouts).
+pub const UNAVAILABLE: i32 = 69;
+/// A bug in bq-backfill: please report it.
+pub const INTERNAL: i32 = 70;
+/// Another run of the same job holds the run lease; nothing was written.
+/// Wait for it to finish (or its lease to expire), or use `--force-unlock`
+/// if you know it is dead.
+pub const LOCKED: i32 = 73;
+/// The time budget (`max_runtime_seconds` / `--max-runtime`) was spent:
+/// the run stopped cleanly between partitions with work left. Run again.
+pub const INCOMPLETE: i32 = 75;
+/// Authentication failed or permission was denied.
+pub const PERMISSION: i32 = 77;
+/// The destination or configuration does not fit: missing table,
+/// non-partitioned table, granularity differing from the table's.
+pub const CONFIG: i32 = 78;
+/// Cancelled by SIGINT (128 + 2).
+pub const CANCELLED_SIGINT: i32 = 130;
+/// Cancelled by SIGTERM (128 + 15).
+pub const CANCELLED_SIGTERM: i32 = 143;
+
+/// All codes with a one-line meaning, for `--help` and the README test.
+pub const TABLE: &[(i32, &str)] = &[
+    (OK, "all partitions succeeded or were already done"),
+    (PARTITIONS_FAILED, "some partitions failed; a re-run retries only those"),
+    (USAGE, "invalid command-line usage"),
+    (INVALID_DESCRIPTOR, "invalid task descriptor; nothing was sent to BigQuery"),
+    (NO_INPUT, "no descriptor: missing file, or stdin is a terminal or socket"),
+    (UNAVAILABLE, "BigQuery unavailable after retries"),
+    (INTERNAL, "internal error (a bug)"),
+    (LOCKED, "another run of this job holds the lease"),
+    (INCOMPLETE, "time budget spent; partitions left pending, run again"),
+    (PERMISSION, "authentication or permission problem"),
+    (CONFIG, "destination or configuration problem"),
+    (CANCELLED_SIGINT, "cancelled by SIGINT"),
+    (CANCELLED_SIGTERM, "cancelled by SIGTERM"),
+];

@@ -1,0 +1,252 @@
+//! The run lease: keeps two runners off one backfill job.
+//!
+//! An orchestrator retry overlapping a zombie, or two people starting the same
+//! job, must never write one partition concurrently. Lease rows live in the
+//! audit table (partition_id NULL, status LEASE_HELD / LEASE_RELEASED, with a
+//! generation number and an expiry renewed by a heartbeat).
+//!
+//! Appending rows is not a compare-and-set, so claiming generation N+1 is
+//! made atomic by BigQuery itself: the claimant inserts a trivial query job
+//! whose ID is derived from (job, audit-table incarnation, N+1). Job IDs are
+//! unique per project, so exactly one claimant's insert is created; the
+//! other meets 409 `duplicate` and refuses to run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gcp_bigquery_client::model::job_configuration::JobConfiguration;
+use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::bq::{BigQuery, InsertOutcome, QueryParam};
+use crate::checkpoint::{AuditRow, CheckpointError, Checkpoints, Status, parse_timestamp_cell, table_path};
+use crate::strategy::{LABEL_RUN, job_labels};
+
+/// Why the lease could not be taken or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("another run ({holder}) holds the lease of job {job} until {expires_at}")]
+    Held { job: String, holder: String, expires_at: String },
+    #[error("another run took over the lease of job {job} (generation {generation})")]
+    Lost { job: String, generation: i64 },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// The latest lease row of a job.
+#[derive(Debug, Clone)]
+pub struct LeaseRow {
+    pub run_id: String,
+    pub status: Status,
+    pub generation: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl LeaseRow {
+    /// Held by someone, and not expired at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.status == Status::LeaseHeld && self.expires_at.is_some_and(|e| e > now)
+    }
+}
+
+/// Read the job's latest lease row (highest generation, then latest row).
+pub async fn current(cp: &Checkpoints) -> Result<Option<LeaseRow>, CheckpointError> {
+    let sql = format!(
+        "SELECT run_id, status, lease_generation, lease_expires_at FROM {} \
+         WHERE job = @job AND partition_id IS NULL \
+         ORDER BY lease_generation DESC, recorded_at DESC LIMIT 1",
+        table_path(cp.table())
+    );
+    let res = cp.query(&sql, &[QueryParam::string("job", cp.job())]).await?;
+    let Some(row) = res.rows.first() else { return Ok(None) };
+    let get = |name: &str| {
+        res.fields.iter().position(|f| f == name).and_then(|i| row.get(i).cloned().flatten())
+    };
+    Ok(Some(LeaseRow {
+        run_id: get("run_id").unwrap_or_default(),
+        status: get("status").as_deref().and_then(Status::parse).unwrap_or(Status::LeaseReleased),
+        generation: get("lease_generation").and_then(|g| g.parse().ok()).unwrap_or(0),
+        expires_at: get("lease_expires_at").as_deref().and_then(parse_timestamp_cell),
+    }))
+}
+
+/// A held lease, renewed in the background until released.
+pub struct Lease {
+    generation: i64,
+    job: String,
+    state: Arc<LeaseState>,
+    heartbeat: Option<JoinHandle<()>>,
+}
+
+struct LeaseState {
+    expires_at: Mutex<DateTime<Utc>>,
+    lost: AtomicBool,
+}
+
+/// Deterministic ID of the claim job for one lease generation.
+pub fn claim_job_id(job: &str, incarnation: &str, generation: i64) -> String {
+    format!("bqb_{job}_lease_{incarnation}_g{generation}")
+}
+
+impl Lease {
+    /// Take the lease, or fail with [`LeaseError::Held`]. With `force`, take
+    /// it over even from a live holder (the operator knows it is dead).
+    pub async fn acquire(
+        bq: &BigQuery,
+        cp: Arc<Checkpoints>,
+        incarnation: &str,
+        ttl: Duration,
+        force: bool,
+    ) -> Result<Lease, LeaseError> {
+        let now = Utc::now();
+        let latest = current(&cp).await?;
+        if let Some(row) = &latest {
+            if row.is_live(now) && !force {
+                return Err(LeaseError::Held {
+                    job: cp.job().into(),
+                    holder: row.run_id.clone(),
+                    expires_at: row.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
+                });
+            }
+            if force && row.is_live(now) {
+                tracing::warn!(holder = %row.run_id, "--force-unlock: taking over a live lease");
+            }
+        }
+        let generation = latest.as_ref().map_or(0, |r| r.generation) + 1;
+        let claim = claim_job_id(cp.job(), incarnation, generation);
+        let config = JobConfiguration {
+            job_type: Some("QUERY".into()),
+            query: Some(JobConfigurationQuery {
+                query: "SELECT 1".into(),
+                use_legacy_sql: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let labels = job_labels(&Default::default(), cp.job(), cp.run_id(), None);
+        let labels = labels.into_iter().collect();
+        let job = cp.job().to_string();
+        let outcome = bq
+            .insert_job(&claim, config, &labels)
+            .await
+            .map_err(|e| CheckpointError::Api { table: cp.table().to_string(), source: e })?;
+        if let InsertOutcome::Existing(info) = outcome {
+            let holder = info.labels.get(LABEL_RUN).cloned().unwrap_or_default();
+            if holder != cp.run_id() {
+                return Err(LeaseError::Held { job: cp.job().into(), holder, expires_at: "(just claimed)".into() });
+            }
+        }
+        let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(600));
+        cp.record(&AuditRow {
+            status: Some(Status::LeaseHeld),
+            lease_generation: Some(generation),
+            lease_expires_at: Some(expires_at),
+            ..Default::default()
+        })
+        .await?;
+        let state = Arc::new(LeaseState { expires_at: Mutex::new(expires_at), lost: AtomicBool::new(false) });
+        let heartbeat = tokio::spawn(heartbeat(cp, state.clone(), generation, ttl));
+        Ok(Lease { generation, job, state, heartbeat: Some(heartbeat) })
+    }
+
+    /// Ok while the lease is ours and unexpired; checked before each partition.
+    pub async fn check(&self) -> Result<(), LeaseError> {
+        if self.state.lost.load(Ordering::SeqCst) || Utc::now() >= *self.state.expires_at.lock().await {
+            return Err(LeaseError::Lost { job: self.job.clone(), generation: self.generation });
+        }
+        Ok(())
+    }
+
+    pub fn generation(&self) -> i64 {
+        self.generation
+    }
+
+    /// Stop renewing and record the release (best effort within `timeout`).
+    pub async fn release(mut self, cp: &Checkpoints, timeout: Duration) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+        if self.state.lost.load(Ordering::SeqCst) {
+            return;
+        }
+        let row = AuditRow {
+            status: Some(Status::LeaseReleased),
+            lease_generation: Some(self.generation),
+            lease_expires_at: Some(Utc::now()),
+            ..Default::default()
+        };
+        match tokio::time::timeout(timeout, cp.record(&row)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("could not record the lease release: {e}; it expires on its own"),
+            Err(_) => tracing::warn!("recording the lease release timed out; it expires on its own"),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Renew the lease every ttl/3; notice a takeover (a higher generation).
+async fn heartbeat(cp: Arc<Checkpoints>, state: Arc<LeaseState>, generation: i64, ttl: Duration) {
+    let period = (ttl / 3).max(Duration::from_millis(200));
+    loop {
+        tokio::time::sleep(period).await;
+        match current(&cp).await {
+            Ok(Some(row)) if row.generation > generation => {
+                tracing::error!(by = %row.run_id, "the lease was taken over by another run; stopping");
+                state.lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("lease heartbeat could not read the audit table: {e}");
+                continue;
+            }
+        }
+        let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(600));
+        let row = AuditRow {
+            status: Some(Status::LeaseHeld),
+            lease_generation: Some(generation),
+            lease_expires_at: Some(expires_at),
+            ..Default::default()
+        };
+        match cp.record(&row).await {
+            Ok(()) => *state.expires_at.lock().await = expires_at,
+            Err(e) => tracing::warn!("lease heartbeat could not renew: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_ids_are_valid_bigquery_job_ids() {
+        let id = claim_job_id("events_daily", "1732550000000", 7);
+        assert_eq!(id, "bqb_events_daily_lease_1732550000000_g7");
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    }
+
+    #[test]
+    fn a_lease_is_live_only_while_held_and_unexpired() {
+        let now = Utc::now();
+        let row = |status, secs: i64| LeaseRow {
+            run_id: "r".into(),
+            status,
+            generation: 1,
+            expires_at: Some(now + chrono::Duration::seconds(secs)),
+        };
+        assert!(row(Status::LeaseHeld, 10).is_live(now));
+        assert!(!row(Status::LeaseHeld, -1).is_live(now));
+        assert!(!row(Status::LeaseReleased, 10).is_live(now));
+    }
+}

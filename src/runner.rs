@@ -1,0 +1,723 @@
+//! The run loop: one partition at a time, each replaced by one BigQuery job,
+//! each state change recorded in the audit table before it is acted on.
+//!
+//! Order of operations per partition, and why:
+//! 1. Record RUNNING with the deterministic job ID *before* inserting the
+//!    job, so a crash at any point leaves a row naming the job to adopt.
+//! 2. Insert the job. A retried insert after an unknown outcome meets 409 and
+//!    attaches to the job already there.
+//! 3. Wait for DONE (cancellable), record SUCCEEDED or FAILED, emit events.
+//! 4. Pause (throttle), so a backfill never starves live pipelines.
+//!
+//! On restart, a partition whose latest state is RUNNING is looked up with
+//! jobs.get before anything is submitted: still running → wait; DONE without
+//! error → record SUCCEEDED without running again; DONE with an error → next
+//! attempt; never inserted → insert it now under the same ID.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::bq::{BigQuery, BqError, InsertOutcome, JobInfo, JobState};
+use crate::cancel::Cancel;
+use crate::checkpoint::{AuditRow, CheckpointError, Checkpoints, PartitionState, Status};
+use crate::events::{Emitter, Event, RunError, RunStatus, SkipReason};
+use crate::exit;
+use crate::fingerprint;
+use crate::lease::{Lease, LeaseError};
+use crate::partition::{self, Granularity, Partition};
+use crate::retry;
+use crate::settings::{OnFailure, Settings, Source, TableRef};
+use crate::strategy::{self, LABEL_RUN, WriteStrategy};
+
+/// Everything one run needs from outside.
+pub struct RunContext {
+    pub settings: Settings,
+    pub bq: BigQuery,
+    pub emitter: Emitter,
+    pub cancel: Cancel,
+    pub run_id: String,
+    pub force_unlock: bool,
+    /// Partition whose work is in progress, read by the retry observer to
+    /// label `retry_scheduled` events.
+    pub current_partition: Arc<Mutex<Option<String>>>,
+}
+
+/// How a run ended, for `run_finished` and the exit code.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub exit_code: i32,
+    pub total: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub cancelled: usize,
+    pub pending: usize,
+    pub error: Option<RunError>,
+}
+
+/// A failure that stops the run before or between partitions.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    #[error("{message}")]
+    Config { message: String, hint: Option<String> },
+    #[error(transparent)]
+    Api(#[from] BqError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+}
+
+impl RunFailure {
+    /// The documented exit code for this failure.
+    pub fn exit_code(&self) -> i32 {
+        let api = match self {
+            RunFailure::Config { .. } => return exit::CONFIG,
+            RunFailure::Lease(LeaseError::Held { .. }) | RunFailure::Lease(LeaseError::Lost { .. }) => {
+                return exit::LOCKED;
+            }
+            RunFailure::Lease(LeaseError::Checkpoint(c)) | RunFailure::Checkpoint(c) => match c.bq() {
+                Some(e) => e,
+                None => return exit::CONFIG,
+            },
+            RunFailure::Api(e) => e,
+        };
+        if api.is_permission() {
+            exit::PERMISSION
+        } else if api.is_transient() {
+            exit::UNAVAILABLE
+        } else {
+            exit::CONFIG
+        }
+    }
+
+    pub fn to_run_error(&self) -> RunError {
+        let code = self.exit_code();
+        let kind = match code {
+            exit::CONFIG => "config",
+            exit::LOCKED => "locked",
+            exit::PERMISSION => "permission",
+            exit::UNAVAILABLE => "unavailable",
+            _ => "internal",
+        };
+        let hint = match self {
+            RunFailure::Config { hint, .. } => hint.clone(),
+            RunFailure::Lease(LeaseError::Held { .. }) => Some(
+                "wait for the other run to finish or its lease to expire; if it is dead, run again with --force-unlock"
+                    .into(),
+            ),
+            RunFailure::Checkpoint(CheckpointError::MissingDataset { project, dataset }) => Some(format!(
+                "create the dataset first, e.g. `bq mk --dataset {project}:{dataset}`, or point checkpoint.table elsewhere"
+            )),
+            _ if code == exit::UNAVAILABLE => Some("BigQuery kept failing transiently; run again later (finished partitions are skipped)".into()),
+            _ if code == exit::PERMISSION => Some("check the credentials and that they may run jobs and write both tables".into()),
+            _ => None,
+        };
+        RunError { kind: kind.into(), message: self.to_string(), hint }
+    }
+}
+
+/// What the run will do with one partition, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Skip(SkipReason),
+    Run(RunReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunReason {
+    /// Never attempted.
+    New,
+    /// Succeeded before, with different logic (the fingerprint changed).
+    StaleFingerprint,
+    /// The latest attempt failed.
+    PreviouslyFailed,
+    /// The latest attempt was cancelled.
+    PreviouslyCancelled,
+    /// A job was recorded RUNNING (a crash or a kill): it will be adopted.
+    AdoptRunning,
+}
+
+/// Decide a partition's fate from its latest audit state.
+pub fn decide(state: Option<&PartitionState>, fingerprint: &str) -> Decision {
+    match state {
+        None => Decision::Run(RunReason::New),
+        Some(s) => match s.status {
+            Status::Succeeded if s.fingerprint.as_deref() == Some(fingerprint) => {
+                Decision::Skip(SkipReason::AlreadySucceeded)
+            }
+            Status::Succeeded => Decision::Run(RunReason::StaleFingerprint),
+            Status::Running => Decision::Run(RunReason::AdoptRunning),
+            Status::Failed => Decision::Run(RunReason::PreviouslyFailed),
+            Status::Cancelled => Decision::Run(RunReason::PreviouslyCancelled),
+            Status::LeaseHeld | Status::LeaseReleased => Decision::Run(RunReason::New),
+        },
+    }
+}
+
+/// Check the destination (and a copy source) before anything is written.
+pub async fn preflight(bq: &BigQuery, settings: &Settings) -> Result<(), RunFailure> {
+    check_partitioned(bq, &settings.destination, settings.partitions.granularity, "destination").await?;
+    if let Source::Copy { table } = &settings.source {
+        check_partitioned(bq, table, settings.partitions.granularity, "source.copy.table").await?;
+    }
+    Ok(())
+}
+
+async fn check_partitioned(bq: &BigQuery, t: &TableRef, g: Granularity, field: &str) -> Result<(), RunFailure> {
+    let want = match g {
+        Granularity::Hour => "HOUR",
+        Granularity::Day => "DAY",
+        Granularity::Month => "MONTH",
+        Granularity::Year => "YEAR",
+    };
+    let Some(meta) = bq.get_table(t).await? else {
+        return Err(RunFailure::Config {
+            message: format!("{field}: table {t} does not exist"),
+            hint: Some(format!(
+                "create it partitioned by {} first (bq-backfill never creates the destination), or fix the name",
+                want.to_lowercase()
+            )),
+        });
+    };
+    match meta.time_partitioning {
+        Some(tp) if tp.kind.eq_ignore_ascii_case(want) => Ok(()),
+        Some(tp) => Err(RunFailure::Config {
+            message: format!(
+                "{field}: table {t} is partitioned by {}, but partitions.granularity is {}",
+                tp.kind.to_lowercase(),
+                want.to_lowercase()
+            ),
+            hint: Some(format!("set partitions.granularity to \"{}\"", tp.kind.to_lowercase())),
+        }),
+        None if meta.range_partitioned => Err(RunFailure::Config {
+            message: format!("{field}: table {t} is integer-range partitioned, which this version does not backfill"),
+            hint: Some("use a time-partitioned table".into()),
+        }),
+        None => Err(RunFailure::Config {
+            message: format!("{field}: table {t} is not partitioned"),
+            hint: Some("bq-backfill replaces one partition at a time; it needs a time-partitioned table".into()),
+        }),
+    }
+}
+
+/// Per-run counters.
+#[derive(Default)]
+struct Tally {
+    succeeded: usize,
+    failed: usize,
+    skipped: usize,
+    cancelled: usize,
+}
+
+/// What happened to one partition.
+enum PartitionResult {
+    Succeeded { runtime: Duration },
+    Failed { runtime: Duration },
+    Cancelled,
+}
+
+/// Run the backfill. Never panics on BigQuery failures: every outcome is a
+/// [`RunOutcome`] with its exit code; `run_finished` is left to the caller so
+/// it can be the very last line.
+pub async fn run(ctx: &RunContext) -> RunOutcome {
+    let started = Instant::now();
+    let plan = partition::plan(&ctx.settings.partitions);
+    let total = plan.len();
+    let mut tally = Tally::default();
+    let result = run_inner(ctx, &plan, started, &mut tally).await;
+    let done = tally.succeeded + tally.failed + tally.skipped + tally.cancelled;
+    let pending = total.saturating_sub(done);
+    let (status, exit_code, error) = match result {
+        Err(f) => {
+            let code = f.exit_code();
+            let status = if code == exit::LOCKED { RunStatus::Locked } else { RunStatus::Error };
+            (status, code, Some(f.to_run_error()))
+        }
+        Ok(()) if ctx.cancel.is_cancelled() => (RunStatus::Cancelled, ctx.cancel.exit_code(), None),
+        Ok(()) if tally.failed > 0 => (RunStatus::Failed, exit::PARTITIONS_FAILED, None),
+        Ok(()) if pending > 0 => (RunStatus::Incomplete, exit::INCOMPLETE, None),
+        Ok(()) => (RunStatus::Succeeded, exit::OK, None),
+    };
+    RunOutcome {
+        status,
+        exit_code,
+        total,
+        succeeded: tally.succeeded,
+        failed: tally.failed,
+        skipped: tally.skipped,
+        cancelled: tally.cancelled,
+        pending,
+        error,
+    }
+}
+
+async fn run_inner(ctx: &RunContext, plan: &[Partition], started: Instant, tally: &mut Tally) -> Result<(), RunFailure> {
+    let s = &ctx.settings;
+    preflight(&ctx.bq, s).await?;
+    let cp = Arc::new(Checkpoints::new(ctx.bq.clone(), s.checkpoint_table.clone(), &s.job, &ctx.run_id));
+    cp.ensure_table().await?;
+    let incarnation = audit_incarnation(&ctx.bq, &s.checkpoint_table).await?;
+    let lease = Lease::acquire(&ctx.bq, cp.clone(), &incarnation, s.lease.ttl, ctx.force_unlock).await?;
+    let result = run_partitions(ctx, &cp, &lease, plan, started, tally).await;
+    lease.release(&cp, Duration::from_millis(1500)).await;
+    result
+}
+
+/// A value that changes when the audit table is dropped and recreated, so
+/// lease claim IDs from an earlier incarnation never collide.
+async fn audit_incarnation(bq: &BigQuery, t: &TableRef) -> Result<String, RunFailure> {
+    let meta = bq.get_table(t).await?;
+    Ok(meta.and_then(|m| m.creation_time).map(|c| c.to_string()).unwrap_or_else(|| "0".into()))
+}
+
+async fn run_partitions(
+    ctx: &RunContext,
+    cp: &Checkpoints,
+    lease: &Lease,
+    plan: &[Partition],
+    started: Instant,
+    tally: &mut Tally,
+) -> Result<(), RunFailure> {
+    let s = &ctx.settings;
+    let fp = fingerprint::fingerprint(s);
+    let states = cp.latest_states().await?;
+    let decisions: Vec<Decision> = plan.iter().map(|p| decide(states.get(&p.id), &fp)).collect();
+    let to_skip = decisions.iter().filter(|d| matches!(d, Decision::Skip(_))).count();
+    ctx.emitter.emit(Event::RunStarted {
+        destination: s.destination.to_string(),
+        fingerprint: fp.clone(),
+        partitions_total: plan.len(),
+        partitions_to_run: plan.len() - to_skip,
+        partitions_to_skip: to_skip,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+    });
+    for (p, d) in plan.iter().zip(&decisions) {
+        if let Decision::Skip(reason) = d {
+            tally.skipped += 1;
+            ctx.emitter.emit(Event::PartitionSkipped { partition: p.id.clone(), reason: *reason });
+        }
+    }
+    let strategy = strategy::for_settings(s);
+    let to_run: Vec<&Partition> =
+        plan.iter().zip(&decisions).filter(|(_, d)| !matches!(d, Decision::Skip(_))).map(|(p, _)| p).collect();
+    for (i, p) in to_run.iter().enumerate() {
+        if ctx.cancel.is_cancelled() {
+            break;
+        }
+        if budget_spent(s, started) {
+            tracing::warn!("time budget spent: stopping before partition {}", p.id);
+            break;
+        }
+        lease.check().await?;
+        *ctx.current_partition.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.id.clone());
+        let res = process_partition(ctx, cp, strategy.as_ref(), p, states.get(&p.id), &fp, started).await;
+        *ctx.current_partition.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let runtime = match res? {
+            PartitionResult::Succeeded { runtime } => {
+                tally.succeeded += 1;
+                runtime
+            }
+            PartitionResult::Failed { runtime } => {
+                tally.failed += 1;
+                if s.on_failure == OnFailure::Stop {
+                    tracing::error!("partition {} failed; stopping (on_failure = stop)", p.id);
+                    break;
+                }
+                runtime
+            }
+            PartitionResult::Cancelled => {
+                tally.cancelled += 1;
+                break;
+            }
+        };
+        // The pause belongs between partitions, not after the last one.
+        if i + 1 < to_run.len() {
+            throttle(ctx, s, runtime, started).await;
+        }
+    }
+    Ok(())
+}
+
+fn budget_spent(s: &Settings, started: Instant) -> bool {
+    s.max_runtime.is_some_and(|max| started.elapsed() >= max)
+}
+
+/// Pause after a partition; cut short by cancellation or the time budget.
+async fn throttle(ctx: &RunContext, s: &Settings, runtime: Duration, started: Instant) {
+    let mut pause = s.throttle.pause_after(runtime);
+    if let Some(max) = s.max_runtime {
+        pause = pause.min(max.saturating_sub(started.elapsed()));
+    }
+    if pause.is_zero() || ctx.cancel.is_cancelled() {
+        return;
+    }
+    ctx.emitter.emit(Event::Throttled { seconds: pause.as_secs_f64() });
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => {}
+        _ = ctx.cancel.cancelled() => {}
+    }
+}
+
+fn labels(ctx: &RunContext, p: &Partition) -> BTreeMap<String, String> {
+    strategy::job_labels(&ctx.settings.job_options.labels, &ctx.settings.job, &ctx.run_id, Some(p))
+        .into_iter()
+        .collect()
+}
+
+/// How many times a job ID may turn out to belong to someone else (an older
+/// job from a dropped audit table) before we give up.
+const MAX_FOREIGN_IDS: u32 = 20;
+
+#[allow(clippy::too_many_arguments)]
+async fn process_partition(
+    ctx: &RunContext,
+    cp: &Checkpoints,
+    strategy: &dyn WriteStrategy,
+    p: &Partition,
+    state: Option<&PartitionState>,
+    fp: &str,
+    started: Instant,
+) -> Result<PartitionResult, RunFailure> {
+    let s = &ctx.settings;
+    let destination = strategy::decorated_name(&s.destination, p);
+    let t0 = Instant::now();
+    let mut attempt = state.map_or(0, |st| st.max_attempt.max(st.attempt)) + 1;
+    // A job of ours recorded RUNNING and not yet settled: the ID to reuse.
+    let mut known_job: Option<String> = None;
+
+    if let Some(st) = state.filter(|st| st.status == Status::Running) {
+        if let Some(jid) = st.bq_job_id.clone() {
+            let same_logic = st.fingerprint.as_deref() == Some(fp);
+            match ctx.bq.get_job(&jid).await? {
+                Some(info) if same_logic => {
+                    ctx.emitter.emit(Event::PartitionStarted {
+                        partition: p.id.clone(),
+                        destination: destination.clone(),
+                        bq_job_id: jid.clone(),
+                        attempt: st.attempt,
+                        adopted: true,
+                    });
+                    tracing::info!(job = %jid, "adopting job recorded RUNNING by run {}", st.run_id);
+                    match settle(ctx, cp, p, &jid, st.attempt, fp, &destination, info, t0).await? {
+                        Settled::Done(r) => return Ok(r),
+                        Settled::RetryTransient => {}
+                    }
+                }
+                Some(info) => {
+                    // Older logic still writing this partition: stop it
+                    // before writing with the new logic.
+                    if info.state != JobState::Done {
+                        tracing::warn!(job = %jid, "cancelling a job running with an older fingerprint");
+                        ctx.bq.cancel_job(&jid).await?;
+                        let _ = ctx.bq.wait_for_job(&jid).await?;
+                    }
+                    cp.record(&AuditRow {
+                        partition_id: Some(p.id.clone()),
+                        status: Some(Status::Cancelled),
+                        attempt: Some(st.attempt),
+                        bq_job_id: Some(jid.clone()),
+                        fingerprint: st.fingerprint.clone(),
+                        destination: Some(destination.clone()),
+                        finished_at: Some(Utc::now()),
+                        error_reason: Some("stale".into()),
+                        error_message: Some("superseded by a run with a different fingerprint".into()),
+                        ..Default::default()
+                    })
+                    .await?;
+                }
+                None if same_logic => {
+                    // Recorded but never inserted (killed in between): insert
+                    // it now under the same ID and attempt.
+                    attempt = st.attempt;
+                    known_job = Some(jid);
+                }
+                None => {}
+            }
+        }
+    }
+
+    let mut attempts_this_run = 0u32;
+    let mut foreign = 0u32;
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Ok(PartitionResult::Cancelled);
+        }
+        attempts_this_run += 1;
+        let job_id = fingerprint::job_id(&s.job, &p.id, fp, attempt);
+        let adopting = known_job.as_deref() == Some(job_id.as_str());
+        cp.record(&AuditRow {
+            partition_id: Some(p.id.clone()),
+            status: Some(Status::Running),
+            attempt: Some(attempt),
+            bq_job_id: Some(job_id.clone()),
+            fingerprint: Some(fp.to_string()),
+            destination: Some(destination.clone()),
+            started_at: Some(Utc::now()),
+            ..Default::default()
+        })
+        .await?;
+        let mut config = strategy.job_configuration(p);
+        config.labels = Some(labels(ctx, p).into_iter().collect());
+        let inserted = ctx.bq.insert_job(&job_id, config, &labels(ctx, p)).await;
+        let info = match inserted {
+            Ok(InsertOutcome::Created(info)) => info,
+            Ok(InsertOutcome::Existing(info)) => {
+                let ours = info.labels.get(LABEL_RUN).map(String::as_str) == Some(ctx.run_id.as_str());
+                if ours || adopting {
+                    info
+                } else {
+                    // The ID belongs to a job we have no record of (e.g. the
+                    // audit table was recreated): never adopt a stranger.
+                    foreign += 1;
+                    tracing::warn!(job = %job_id, "job ID already used by an unrecorded job; taking the next attempt number");
+                    cp.record(&AuditRow {
+                        partition_id: Some(p.id.clone()),
+                        status: Some(Status::Failed),
+                        attempt: Some(attempt),
+                        bq_job_id: Some(job_id.clone()),
+                        fingerprint: Some(fp.to_string()),
+                        destination: Some(destination.clone()),
+                        finished_at: Some(Utc::now()),
+                        error_reason: Some("duplicate".into()),
+                        error_message: Some("job ID already used by a job this audit log does not know".into()),
+                        ..Default::default()
+                    })
+                    .await?;
+                    if foreign > MAX_FOREIGN_IDS {
+                        return Err(RunFailure::Config {
+                            message: format!("partition {}: {MAX_FOREIGN_IDS} job IDs in a row already taken", p.id),
+                            hint: Some("the audit table does not match this project's job history".into()),
+                        });
+                    }
+                    attempt += 1;
+                    attempts_this_run -= 1;
+                    continue;
+                }
+            }
+            Err(e) if e.is_transient() || e.is_permission() => return Err(e.into()),
+            Err(e) => {
+                // Rejected outright (e.g. invalid configuration): this
+                // partition fails; nothing was written.
+                record_failure(ctx, cp, p, &job_id, attempt, fp, &destination, e.reason(), &e.to_string(), false, false).await?;
+                return Ok(PartitionResult::Failed { runtime: t0.elapsed() });
+            }
+        };
+        ctx.emitter.emit(Event::PartitionStarted {
+            partition: p.id.clone(),
+            destination: destination.clone(),
+            bq_job_id: job_id.clone(),
+            attempt,
+            adopted: adopting || info.labels.get(LABEL_RUN).map(String::as_str) != Some(ctx.run_id.as_str()),
+        });
+        match settle(ctx, cp, p, &job_id, attempt, fp, &destination, info, t0).await? {
+            Settled::Done(r) => return Ok(r),
+            Settled::RetryTransient => {}
+        }
+        if attempts_this_run >= s.retry.max_attempts || budget_spent(s, started) {
+            return Ok(PartitionResult::Failed { runtime: t0.elapsed() });
+        }
+        let delay = retry::backoff_delay(&s.retry, attempts_this_run - 1, &mut rand::rng());
+        ctx.emitter.emit(Event::RetryScheduled {
+            partition: Some(p.id.clone()),
+            operation: "partition".into(),
+            attempt,
+            reason: "job ended with a transient error".into(),
+            delay_seconds: delay.as_secs_f64(),
+            next_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.cancel.cancelled() => return Ok(PartitionResult::Cancelled),
+        }
+        attempt += 1;
+        known_job = None;
+    }
+}
+
+enum Settled {
+    Done(PartitionResult),
+    /// The job failed with a transient reason; another attempt may succeed.
+    RetryTransient,
+}
+
+/// Wait for a job (cancellably), record and announce its outcome.
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    ctx: &RunContext,
+    cp: &Checkpoints,
+    p: &Partition,
+    job_id: &str,
+    attempt: u32,
+    fp: &str,
+    destination: &str,
+    info: JobInfo,
+    t0: Instant,
+) -> Result<Settled, RunFailure> {
+    // A DONE job from jobs.insert/get may lack rows_written (filled in by
+    // wait_for_job); a failed one needs nothing more.
+    let settled = info.error.is_some() || (info.state == JobState::Done && info.stats.rows_written.is_some());
+    let done = if settled {
+        info
+    } else {
+        tokio::select! {
+            r = ctx.bq.wait_for_job(job_id) => r?,
+            _ = ctx.cancel.cancelled() => {
+                cancel_in_flight(ctx, cp, p, job_id, attempt, fp, destination).await;
+                return Ok(Settled::Done(PartitionResult::Cancelled));
+            }
+        }
+    };
+    let runtime = t0.elapsed();
+    match &done.error {
+        None => {
+            cp.record(&AuditRow {
+                partition_id: Some(p.id.clone()),
+                status: Some(Status::Succeeded),
+                attempt: Some(attempt),
+                bq_job_id: Some(job_id.to_string()),
+                fingerprint: Some(fp.to_string()),
+                destination: Some(destination.to_string()),
+                started_at: done.stats.start_time,
+                finished_at: done.stats.end_time.or_else(|| Some(Utc::now())),
+                rows_written: done.stats.rows_written,
+                bytes_processed: done.stats.bytes_processed,
+                bytes_billed: done.stats.bytes_billed,
+                ..Default::default()
+            })
+            .await?;
+            ctx.emitter.emit(Event::PartitionSucceeded {
+                partition: p.id.clone(),
+                bq_job_id: job_id.to_string(),
+                attempt,
+                rows_written: done.stats.rows_written,
+                bytes_processed: done.stats.bytes_processed,
+                bytes_billed: done.stats.bytes_billed,
+                duration_seconds: runtime.as_secs_f64(),
+            });
+            Ok(Settled::Done(PartitionResult::Succeeded { runtime }))
+        }
+        Some(err) => {
+            let retryable = retry::is_transient_job_reason(&err.reason);
+            let will_retry = retryable && !ctx.cancel.is_cancelled();
+            record_failure(ctx, cp, p, job_id, attempt, fp, destination, &err.reason, &err.message, retryable, will_retry)
+                .await?;
+            if retryable {
+                Ok(Settled::RetryTransient)
+            } else {
+                Ok(Settled::Done(PartitionResult::Failed { runtime }))
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_failure(
+    ctx: &RunContext,
+    cp: &Checkpoints,
+    p: &Partition,
+    job_id: &str,
+    attempt: u32,
+    fp: &str,
+    destination: &str,
+    reason: &str,
+    message: &str,
+    retryable: bool,
+    will_retry: bool,
+) -> Result<(), RunFailure> {
+    cp.record(&AuditRow {
+        partition_id: Some(p.id.clone()),
+        status: Some(Status::Failed),
+        attempt: Some(attempt),
+        bq_job_id: Some(job_id.to_string()),
+        fingerprint: Some(fp.to_string()),
+        destination: Some(destination.to_string()),
+        finished_at: Some(Utc::now()),
+        error_reason: Some(reason.to_string()),
+        error_message: Some(message.to_string()),
+        ..Default::default()
+    })
+    .await?;
+    ctx.emitter.emit(Event::PartitionFailed {
+        partition: p.id.clone(),
+        bq_job_id: Some(job_id.to_string()),
+        attempt,
+        reason: reason.to_string(),
+        message: message.to_string(),
+        retryable,
+        will_retry,
+    });
+    Ok(())
+}
+
+/// Cancel the in-flight job and record CANCELLED, within a bounded time:
+/// the orchestrator's SIGKILL follows SIGTERM within seconds.
+async fn cancel_in_flight(
+    ctx: &RunContext,
+    cp: &Checkpoints,
+    p: &Partition,
+    job_id: &str,
+    attempt: u32,
+    fp: &str,
+    destination: &str,
+) {
+    let step = Duration::from_millis(900);
+    match tokio::time::timeout(step, ctx.bq.cancel_job(job_id)).await {
+        Ok(Ok(())) => tracing::info!(job = %job_id, "cancelled the in-flight BigQuery job"),
+        Ok(Err(e)) => tracing::warn!(job = %job_id, "could not cancel the in-flight job: {e}"),
+        Err(_) => tracing::warn!(job = %job_id, "cancelling the in-flight job timed out"),
+    }
+    let row = AuditRow {
+        partition_id: Some(p.id.clone()),
+        status: Some(Status::Cancelled),
+        attempt: Some(attempt),
+        bq_job_id: Some(job_id.to_string()),
+        fingerprint: Some(fp.to_string()),
+        destination: Some(destination.to_string()),
+        finished_at: Some(Utc::now()),
+        error_reason: Some("stopped".into()),
+        error_message: Some("cancelled by signal".into()),
+        ..Default::default()
+    };
+    match tokio::time::timeout(step, cp.record(&row)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("could not record CANCELLED: {e}; the next run adopts the job"),
+        Err(_) => tracing::warn!("recording CANCELLED timed out; the next run adopts the job"),
+    }
+    ctx.emitter.emit(Event::PartitionCancelled { partition: p.id.clone(), bq_job_id: job_id.to_string() });
+}
+
+/// States by partition, for `plan` and `status`.
+pub type States = HashMap<String, PartitionState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(status: Status, fp: &str) -> PartitionState {
+        PartitionState {
+            status,
+            fingerprint: Some(fp.into()),
+            attempt: 1,
+            bq_job_id: Some("j".into()),
+            run_id: "r".into(),
+            recorded_at: None,
+            max_attempt: 1,
+        }
+    }
+
+    #[test]
+    fn only_a_success_with_the_current_fingerprint_is_skipped() {
+        assert_eq!(decide(None, "a"), Decision::Run(RunReason::New));
+        assert_eq!(decide(Some(&st(Status::Succeeded, "a")), "a"), Decision::Skip(SkipReason::AlreadySucceeded));
+        assert_eq!(decide(Some(&st(Status::Succeeded, "b")), "a"), Decision::Run(RunReason::StaleFingerprint));
+        assert_eq!(decide(Some(&st(Status::Running, "a")), "a"), Decision::Run(RunReason::AdoptRunning));
+        assert_eq!(decide(Some(&st(Status::Failed, "a")), "a"), Decision::Run(RunReason::PreviouslyFailed));
+        assert_eq!(decide(Some(&st(Status::Cancelled, "a")), "a"), Decision::Run(RunReason::PreviouslyCancelled));
+    }
+}

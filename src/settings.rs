@@ -1,0 +1,130 @@
+//! Resolved run settings: the descriptor after validation, with defaults
+//! applied, the environment merged and command-line overrides taken.
+//!
+//! Everything downstream (planning, the write strategy, the run loop) reads
+//! only these types, never the raw descriptor.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::partition::PartitionSpec;
+use crate::retry::RetryPolicy;
+
+/// A fully-qualified table: `project.dataset.table`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TableRef {
+    pub project: String,
+    pub dataset: String,
+    pub table: String,
+}
+
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.project, self.dataset, self.table)
+    }
+}
+
+/// Where the rows of one partition come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// GoogleSQL receiving the partition through named parameters only:
+    /// `@partition_id` STRING, `@partition_date` DATE,
+    /// `@partition_start` / `@partition_end` TIMESTAMP.
+    Query { sql: String },
+    /// A load job from URI templates (`{partition_date}` etc. expanded).
+    Load(LoadSource),
+    /// A copy job from the same partition of another table.
+    Copy { table: TableRef },
+}
+
+/// Load-job options that affect the partition's contents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadSource {
+    /// URI templates; placeholders: `{partition_id}`, `{partition_date}`,
+    /// `{year}`, `{month}`, `{day}`, `{hour}`.
+    pub uris: Vec<String>,
+    /// BigQuery's `sourceFormat`: NEWLINE_DELIMITED_JSON, CSV, PARQUET, AVRO, ORC.
+    pub format: String,
+    pub skip_leading_rows: Option<u32>,
+    pub field_delimiter: Option<String>,
+    pub allow_jagged_rows: Option<bool>,
+    pub allow_quoted_newlines: Option<bool>,
+    pub ignore_unknown_values: Option<bool>,
+    pub max_bad_records: Option<u32>,
+    pub null_marker: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Priority {
+    Interactive,
+    Batch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    Stop,
+    Continue,
+}
+
+/// Pause after each partition: max(pause_seconds, pause_ratio × runtime).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Throttle {
+    pub pause_seconds: f64,
+    pub pause_ratio: f64,
+}
+
+impl Throttle {
+    /// The pause after a partition that ran for `runtime`.
+    pub fn pause_after(&self, runtime: Duration) -> Duration {
+        let secs = self.pause_seconds.max(self.pause_ratio * runtime.as_secs_f64());
+        Duration::from_secs_f64(secs.max(0.0))
+    }
+}
+
+/// Job options that do not change a partition's contents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobOptions {
+    pub priority: Priority,
+    pub maximum_bytes_billed: Option<i64>,
+    /// User labels (validated against BigQuery's label rules); the tool adds
+    /// its own `bq-backfill-*` labels on top.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The run lease that keeps two runners off one job.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LeaseOptions {
+    /// A lease not renewed for this long is expired and may be taken over.
+    pub ttl: Duration,
+}
+
+/// Everything a run needs, resolved and validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// Stable name of the backfill: the key in the audit log.
+    pub job: String,
+    /// Project that runs (and is billed for) the jobs.
+    pub project: String,
+    pub location: Option<String>,
+    pub destination: TableRef,
+    pub partitions: PartitionSpec,
+    pub source: Source,
+    pub checkpoint_table: TableRef,
+    pub throttle: Throttle,
+    pub job_options: JobOptions,
+    pub on_failure: OnFailure,
+    pub retry: RetryPolicy,
+    /// No partition starts once this much time has passed since the run began.
+    pub max_runtime: Option<Duration>,
+    pub lease: LeaseOptions,
+}
+
+/// When the process started, as seen by the settings resolver (for tests).
+pub type Now = DateTime<Utc>;

@@ -1,0 +1,246 @@
+//! From command line and input to resolved [`Settings`]: the one function
+//! every command that needs a descriptor calls, plus the `validate` command.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+
+use serde_json::json;
+
+use crate::cli::Cli;
+use crate::descriptor::{DescriptorError, parse, resolve};
+use crate::exit;
+use crate::fingerprint::fingerprint;
+use crate::input::{InputError, read_descriptor};
+use crate::partition;
+use crate::settings::Settings;
+
+/// Why no settings could be produced. `Display` is the full user-facing
+/// text: message, cause and `hint:` lines (prefix it with `error: `).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The descriptor could not be read.
+    Input(#[from] InputError),
+    /// The descriptor (with the command-line overrides and the environment)
+    /// is invalid.
+    Descriptor(#[from] DescriptorError),
+}
+
+impl LoadError {
+    /// The process exit code: 66 when no descriptor could be read, 65 when
+    /// it is invalid (including larger than 1 MiB).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LoadError::Input(e) => e.exit_code(),
+            LoadError::Descriptor(_) => exit::INVALID_DESCRIPTOR,
+        }
+    }
+
+    /// The problems as JSON objects `{field, message, hint}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            LoadError::Input(e) => json!([{
+                "field": "input",
+                "message": e.to_string(),
+                "hint": e.hint(),
+            }]),
+            LoadError::Descriptor(e) => serde_json::to_value(e.issues()).unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Input(e) => {
+                write!(f, "{e}")?;
+                if let Some(source) = std::error::Error::source(e) {
+                    write!(f, "\n  caused by: {source}")?;
+                }
+                write!(f, "\n  hint: {}", e.hint())
+            }
+            LoadError::Descriptor(e) => {
+                let issues = e.issues();
+                if issues.len() == 1 {
+                    write!(f, "invalid task descriptor: ")?;
+                } else {
+                    writeln!(f, "invalid task descriptor ({} problems):", issues.len())?;
+                }
+                for (i, issue) in issues.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("\n")?;
+                    }
+                    // `$` (the whole document) adds nothing to the message.
+                    if issue.field != "$" {
+                        write!(f, "{}: ", issue.field)?;
+                    }
+                    write!(f, "{}\n  hint: {}", issue.message, issue.hint)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reads the descriptor (`--task` or stdin), parses it and resolves it with
+/// the command-line overrides and `env` (an environment lookup).
+pub fn load_settings<R: Read + AsFd>(
+    cli: &Cli,
+    stdin: R,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, LoadError> {
+    let bytes = read_descriptor(cli.task.as_deref(), stdin)?;
+    let descriptor = parse(&bytes)?;
+    Ok(resolve(descriptor, env, &cli.overrides())?)
+}
+
+/// The one-line JSON summary `validate` prints for valid settings.
+pub fn summary(settings: &Settings) -> serde_json::Value {
+    let n = partition::count(&settings.partitions);
+    let plan = partition::plan(&settings.partitions);
+    json!({
+        "valid": true,
+        "job": settings.job,
+        "project": settings.project,
+        "destination": settings.destination.to_string(),
+        "granularity": settings.partitions.granularity.as_str(),
+        "partitions": n,
+        "first": plan.first().map(|p| p.id.clone()),
+        "last": plan.last().map(|p| p.id.clone()),
+        "checkpoint_table": settings.checkpoint_table.to_string(),
+        "fingerprint": fingerprint(settings),
+    })
+}
+
+/// `bq-backfill validate`: checks the descriptor without any network access.
+/// Valid: prints the [`summary`] line on `out`. Invalid: prints the error
+/// on `err`, then `{"valid":false,"errors":[...]}` on `out` (last, so that
+/// it is the line Airflow keeps). Returns the exit code.
+pub fn validate_command<R: Read + AsFd>(
+    cli: &Cli,
+    stdin: R,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let (line, code) = match load_settings(cli, stdin, env) {
+        Ok(settings) => (summary(&settings), exit::OK),
+        Err(e) => {
+            // A failed write to stderr leaves nothing better to do.
+            let _ = writeln!(err, "error: {e}");
+            let _ = err.flush();
+            let line = json!({ "valid": false, "exit_code": e.exit_code(), "errors": e.to_json() });
+            (line, e.exit_code())
+        }
+    };
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => code,
+        // Whoever closed the pipe did not want the line.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => code,
+        Err(_) => exit::INTERNAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::parse_args;
+    use std::io::Seek;
+
+    fn stdin_with(text: &str) -> std::fs::File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f.rewind().unwrap();
+        f
+    }
+
+    const TASK: &str = r#"{"job": "j1", "destination": "ds.t",
+        "partitions": {"granularity": "day"},
+        "source": {"query": "SELECT @partition_date AS d"}}"#;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "GCLOUD_PROJECT").then(|| "env-project".to_string())
+    }
+
+    #[test]
+    fn flags_and_environment_complete_the_descriptor() {
+        let cli = parse_args([
+            "bq-backfill",
+            "run",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-04",
+        ])
+        .unwrap();
+        let s = load_settings(&cli, stdin_with(TASK), &env).unwrap();
+        assert_eq!(s.project, "env-project");
+        assert_eq!(s.destination.to_string(), "env-project.ds.t");
+        assert_eq!(partition::count(&s.partitions), 3);
+    }
+
+    #[test]
+    fn validate_prints_a_summary() {
+        let cli = parse_args([
+            "bq-backfill",
+            "validate",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-04",
+        ])
+        .unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = validate_command(&cli, stdin_with(TASK), &env, &mut out, &mut err);
+        assert_eq!(code, exit::OK, "{}", String::from_utf8_lossy(&err));
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(line["valid"], true);
+        assert_eq!(line["partitions"], 3);
+        assert_eq!(line["first"], "20240101");
+        assert_eq!(line["last"], "20240103");
+        assert_eq!(line["fingerprint"].as_str().unwrap().len(), 64);
+        assert!(err.is_empty());
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let cli = parse_args(["bq-backfill", "validate"]).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = validate_command(&cli, stdin_with(TASK), &|_| None, &mut out, &mut err);
+        assert_eq!(code, exit::INVALID_DESCRIPTOR);
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(line["valid"], false);
+        let fields: Vec<&str> = line["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["project", "partitions"]);
+        let text = String::from_utf8(err).unwrap();
+        assert!(
+            text.starts_with("error: invalid task descriptor (2 problems):"),
+            "{text}"
+        );
+        assert!(
+            text.contains("project: no project given\n  hint: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn input_errors_keep_their_cause_and_hint() {
+        let cli = parse_args(["bq-backfill", "--task", "/nonexistent/t.json"]).unwrap();
+        let e = load_settings(&cli, stdin_with("{}"), &|_| None).unwrap_err();
+        assert_eq!(e.exit_code(), exit::NO_INPUT);
+        let text = e.to_string();
+        assert!(
+            text.contains("cannot open task file `/nonexistent/t.json`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("caused by: ") && text.contains("hint: "),
+            "{text}"
+        );
+    }
+}

@@ -262,36 +262,32 @@ async fn run_inner(ctx: &RunContext, plan: &[Partition], started: Instant, tally
     preflight(&ctx.bq, s).await?;
     let cp = Arc::new(Checkpoints::new(ctx.bq.clone(), s.checkpoint_table.clone(), &s.job, &ctx.run_id));
     cp.ensure_table().await?;
+    // Nothing to do (the common re-run): no lease, no job, one query.
+    let fp = fingerprint::fingerprint(s);
+    let states = cp.latest_states().await?;
+    if plan.iter().all(|p| matches!(decide(states.get(&p.id), &fp), Decision::Skip(_))) {
+        announce(ctx, plan, &states, &fp, tally);
+        return Ok(());
+    }
     let incarnation = audit_incarnation(&ctx.bq, &s.checkpoint_table).await?;
     let lease = Lease::acquire(&ctx.bq, cp.clone(), &incarnation, s.lease.ttl, ctx.force_unlock).await?;
-    let result = run_partitions(ctx, &cp, &lease, plan, started, tally).await;
+    // Re-read under the lease: another run may have progressed meanwhile.
+    let result = match cp.latest_states().await {
+        Ok(states) => run_partitions(ctx, &cp, &lease, plan, &states, &fp, started, tally).await,
+        Err(e) => Err(e.into()),
+    };
     lease.release(&cp, Duration::from_millis(1500)).await;
     result
 }
 
-/// A value that changes when the audit table is dropped and recreated, so
-/// lease claim IDs from an earlier incarnation never collide.
-async fn audit_incarnation(bq: &BigQuery, t: &TableRef) -> Result<String, RunFailure> {
-    let meta = bq.get_table(t).await?;
-    Ok(meta.and_then(|m| m.creation_time).map(|c| c.to_string()).unwrap_or_else(|| "0".into()))
-}
-
-async fn run_partitions(
-    ctx: &RunContext,
-    cp: &Checkpoints,
-    lease: &Lease,
-    plan: &[Partition],
-    started: Instant,
-    tally: &mut Tally,
-) -> Result<(), RunFailure> {
+/// Emit `run_started` and the skips; returns each partition's decision.
+fn announce(ctx: &RunContext, plan: &[Partition], states: &States, fp: &str, tally: &mut Tally) -> Vec<Decision> {
     let s = &ctx.settings;
-    let fp = fingerprint::fingerprint(s);
-    let states = cp.latest_states().await?;
-    let decisions: Vec<Decision> = plan.iter().map(|p| decide(states.get(&p.id), &fp)).collect();
+    let decisions: Vec<Decision> = plan.iter().map(|p| decide(states.get(&p.id), fp)).collect();
     let to_skip = decisions.iter().filter(|d| matches!(d, Decision::Skip(_))).count();
     ctx.emitter.emit(Event::RunStarted {
         destination: s.destination.to_string(),
-        fingerprint: fp.clone(),
+        fingerprint: fp.to_string(),
         partitions_total: plan.len(),
         partitions_to_run: plan.len() - to_skip,
         partitions_to_skip: to_skip,
@@ -303,6 +299,29 @@ async fn run_partitions(
             ctx.emitter.emit(Event::PartitionSkipped { partition: p.id.clone(), reason: *reason });
         }
     }
+    decisions
+}
+
+/// A value that changes when the audit table is dropped and recreated, so
+/// lease claim IDs from an earlier incarnation never collide.
+async fn audit_incarnation(bq: &BigQuery, t: &TableRef) -> Result<String, RunFailure> {
+    let meta = bq.get_table(t).await?;
+    Ok(meta.and_then(|m| m.creation_time).map(|c| c.to_string()).unwrap_or_else(|| "0".into()))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_partitions(
+    ctx: &RunContext,
+    cp: &Checkpoints,
+    lease: &Lease,
+    plan: &[Partition],
+    states: &States,
+    fp: &str,
+    started: Instant,
+    tally: &mut Tally,
+) -> Result<(), RunFailure> {
+    let s = &ctx.settings;
+    let decisions = announce(ctx, plan, states, fp, tally);
     let strategy = strategy::for_settings(s);
     let to_run: Vec<&Partition> =
         plan.iter().zip(&decisions).filter(|(_, d)| !matches!(d, Decision::Skip(_))).map(|(p, _)| p).collect();
@@ -316,7 +335,7 @@ async fn run_partitions(
         }
         lease.check().await?;
         *ctx.current_partition.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.id.clone());
-        let res = process_partition(ctx, cp, strategy.as_ref(), p, states.get(&p.id), &fp, started).await;
+        let res = process_partition(ctx, cp, strategy.as_ref(), p, states.get(&p.id), fp, started).await;
         *ctx.current_partition.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let runtime = match res? {
             PartitionResult::Succeeded { runtime } => {
@@ -391,54 +410,54 @@ async fn process_partition(
     // A job of ours recorded RUNNING and not yet settled: the ID to reuse.
     let mut known_job: Option<String> = None;
 
-    if let Some(st) = state.filter(|st| st.status == Status::Running) {
-        if let Some(jid) = st.bq_job_id.clone() {
-            let same_logic = st.fingerprint.as_deref() == Some(fp);
-            match ctx.bq.get_job(&jid).await? {
-                Some(info) if same_logic => {
-                    ctx.emitter.emit(Event::PartitionStarted {
-                        partition: p.id.clone(),
-                        destination: destination.clone(),
-                        bq_job_id: jid.clone(),
-                        attempt: st.attempt,
-                        adopted: true,
-                    });
-                    tracing::info!(job = %jid, "adopting job recorded RUNNING by run {}", st.run_id);
-                    match settle(ctx, cp, p, &jid, st.attempt, fp, &destination, info, t0).await? {
-                        Settled::Done(r) => return Ok(r),
-                        Settled::RetryTransient => {}
-                    }
+    if let Some(st) = state.filter(|st| st.status == Status::Running)
+        && let Some(jid) = st.bq_job_id.clone()
+    {
+        let same_logic = st.fingerprint.as_deref() == Some(fp);
+        match ctx.bq.get_job(&jid).await? {
+            Some(info) if same_logic => {
+                ctx.emitter.emit(Event::PartitionStarted {
+                    partition: p.id.clone(),
+                    destination: destination.clone(),
+                    bq_job_id: jid.clone(),
+                    attempt: st.attempt,
+                    adopted: true,
+                });
+                tracing::info!(job = %jid, "adopting job recorded RUNNING by run {}", st.run_id);
+                match settle(ctx, cp, p, &jid, st.attempt, fp, &destination, info, t0).await? {
+                    Settled::Done(r) => return Ok(r),
+                    Settled::RetryTransient => {}
                 }
-                Some(info) => {
-                    // Older logic still writing this partition: stop it
-                    // before writing with the new logic.
-                    if info.state != JobState::Done {
-                        tracing::warn!(job = %jid, "cancelling a job running with an older fingerprint");
-                        ctx.bq.cancel_job(&jid).await?;
-                        let _ = ctx.bq.wait_for_job(&jid).await?;
-                    }
-                    cp.record(&AuditRow {
-                        partition_id: Some(p.id.clone()),
-                        status: Some(Status::Cancelled),
-                        attempt: Some(st.attempt),
-                        bq_job_id: Some(jid.clone()),
-                        fingerprint: st.fingerprint.clone(),
-                        destination: Some(destination.clone()),
-                        finished_at: Some(Utc::now()),
-                        error_reason: Some("stale".into()),
-                        error_message: Some("superseded by a run with a different fingerprint".into()),
-                        ..Default::default()
-                    })
-                    .await?;
-                }
-                None if same_logic => {
-                    // Recorded but never inserted (killed in between): insert
-                    // it now under the same ID and attempt.
-                    attempt = st.attempt;
-                    known_job = Some(jid);
-                }
-                None => {}
             }
+            Some(info) => {
+                // Older logic still writing this partition: stop it
+                // before writing with the new logic.
+                if info.state != JobState::Done {
+                    tracing::warn!(job = %jid, "cancelling a job running with an older fingerprint");
+                    ctx.bq.cancel_job(&jid).await?;
+                    let _ = ctx.bq.wait_for_job(&jid).await?;
+                }
+                cp.record(&AuditRow {
+                    partition_id: Some(p.id.clone()),
+                    status: Some(Status::Cancelled),
+                    attempt: Some(st.attempt),
+                    bq_job_id: Some(jid.clone()),
+                    fingerprint: st.fingerprint.clone(),
+                    destination: Some(destination.clone()),
+                    finished_at: Some(Utc::now()),
+                    error_reason: Some("stale".into()),
+                    error_message: Some("superseded by a run with a different fingerprint".into()),
+                    ..Default::default()
+                })
+                .await?;
+            }
+            None if same_logic => {
+                // Recorded but never inserted (killed in between): insert
+                // it now under the same ID and attempt.
+                attempt = st.attempt;
+                known_job = Some(jid);
+            }
+            None => {}
         }
     }
 

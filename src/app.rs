@@ -1,0 +1,351 @@
+//! The application layer: commands, logging, and turning every outcome into
+//! an exit code — with `run_finished` as the very last line of output.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::bq::{BigQuery, ClientConfig, Endpoint};
+use crate::cancel::{self, Cancel};
+use crate::checkpoint::Checkpoints;
+use crate::cli::Command;
+use crate::events::{Emitter, Event, EventSink, JsonLinesSink, RunError, RunStatus};
+use crate::exit;
+use crate::fingerprint;
+use crate::partition;
+use crate::runner::{self, Decision, RunContext, RunFailure, RunOutcome};
+use crate::settings::Settings;
+
+/// The whole program: arguments in, exit code out.
+pub fn main<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match crate::cli::parse_args(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    init_logging(cli.verbose, cli.quiet, &env);
+    let (stdout, stderr) = (io::stdout(), io::stderr());
+    let command = cli.command();
+    match command {
+        Command::Schema { name } => return crate::schema::schema_command(name.as_deref(), &mut stdout.lock(), &mut stderr.lock()),
+        Command::Validate => {
+            return crate::load::validate_command(&cli, io::stdin(), &env, &mut stdout.lock(), &mut stderr.lock());
+        }
+        Command::Run | Command::Plan | Command::Status => {}
+    }
+    let settings = match crate::load::load_settings(&cli, io::stdin(), &env) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(stderr.lock(), "error: {e}");
+            let _ = stderr.lock().flush();
+            if command == Command::Run {
+                let kind = if e.exit_code() == exit::NO_INPUT { "no_input" } else { "invalid_descriptor" };
+                let first = e.to_json().get(0).cloned().unwrap_or_default();
+                let message = first["message"].as_str().map(String::from).unwrap_or_else(|| e.to_string());
+                let field = first["field"].as_str().unwrap_or("");
+                let message = if field.is_empty() || field == "$" { message } else { format!("{field}: {message}") };
+                finish_invalid("", kind, &message, first["hint"].as_str(), e.exit_code(), Box::new(io::stdout()));
+            }
+            return e.exit_code();
+        }
+    };
+    let api = ApiOptions { api_endpoint: cli.api_endpoint.clone(), force_unlock: cli.force_unlock };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(stderr.lock(), "error: cannot start the async runtime: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let code = runtime.block_on(async {
+        match command {
+            Command::Run => run_command(settings, &api, &env, Box::new(io::stdout())).await,
+            Command::Plan | Command::Status => {
+                let mut out = io::stdout().lock();
+                let res = if command == Command::Plan {
+                    plan_command(settings, &api, &env, &mut out).await
+                } else {
+                    status_command(settings, &api, &env, &mut out).await
+                };
+                res.unwrap_or_else(|f| {
+                    let e = f.to_run_error();
+                    let _ = writeln!(io::stderr(), "error: {}", e.message);
+                    if let Some(h) = e.hint {
+                        let _ = writeln!(io::stderr(), "  hint: {h}");
+                    }
+                    f.exit_code()
+                })
+            }
+            Command::Schema { .. } | Command::Validate => unreachable!("handled above"),
+        }
+    });
+    // Nothing may print after run_finished: stop background tasks now.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
+}
+
+/// Options of the commands that talk to BigQuery.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    pub api_endpoint: Option<String>,
+    pub force_unlock: bool,
+}
+
+/// A run ID: sortable by time, unique, valid as a BigQuery label value.
+pub fn new_run_id() -> String {
+    let rand: u32 = rand::random();
+    format!("{}-{:08x}", Utc::now().format("%Y%m%dt%H%M%S"), rand)
+}
+
+/// Set up human-readable logging on stderr. `RUST_LOG` wins over flags.
+pub fn init_logging(verbose: u8, quiet: bool, env: &dyn Fn(&str) -> Option<String>) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "bq_backfill=debug,info",
+        (false, _) => "trace",
+    };
+    let filter = env("RUST_LOG")
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let no_color = env("NO_COLOR").is_some_and(|v| !v.is_empty()) || env("TERM").as_deref() == Some("dumb");
+    let ansi = !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+async fn connect(settings: &Settings, api: &ApiOptions, env: &dyn Fn(&str) -> Option<String>) -> Result<BigQuery, RunFailure> {
+    let endpoint = Endpoint::from_env(api.api_endpoint.as_deref(), env);
+    let cfg = ClientConfig {
+        endpoint,
+        project: settings.project.clone(),
+        location: settings.location.clone(),
+        retry: settings.retry,
+        request_timeout: std::time::Duration::from_secs(60),
+    };
+    Ok(BigQuery::connect(cfg).await?)
+}
+
+/// `run`: the backfill. Writes events to `stdout`; returns the exit code.
+pub async fn run_command(
+    settings: Settings,
+    api: &ApiOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdout: Box<dyn Write + Send>,
+) -> i32 {
+    let started = Instant::now();
+    let run_id = new_run_id();
+    let sinks: Vec<Box<dyn EventSink>> = vec![Box::new(JsonLinesSink::new(stdout))];
+    let emitter = Emitter::new(&run_id, &settings.job, sinks);
+    tracing::info!(run_id = %run_id, job = %settings.job, destination = %settings.destination, "starting");
+
+    let cancel = Cancel::new();
+    if let Err(e) = cancel::install_signal_handlers(cancel.clone()) {
+        tracing::warn!("could not install signal handlers: {e}");
+    }
+    let total = partition::plan(&settings.partitions).len();
+    let outcome = match connect(&settings, api, env).await {
+        Err(f) => failure_outcome(&f, total),
+        Ok(bq) => {
+            let current: Arc<Mutex<Option<String>>> = Arc::default();
+            let observer_emitter = emitter.clone();
+            let observer_current = current.clone();
+            let bq = bq.with_retry_observer(Arc::new(move |n: &crate::retry::RetryNotice| {
+                tracing::warn!(operation = n.operation, attempt = n.attempt, "transient failure ({}); retrying in {:.2?}", n.reason, n.delay);
+                observer_emitter.emit(Event::RetryScheduled {
+                    partition: observer_current.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                    operation: n.operation.to_string(),
+                    attempt: n.attempt,
+                    reason: n.reason.clone(),
+                    delay_seconds: n.delay.as_secs_f64(),
+                    next_at: n.next_at,
+                });
+            }));
+            let ctx = RunContext {
+                settings,
+                bq,
+                emitter: emitter.clone(),
+                cancel: cancel.clone(),
+                run_id: run_id.clone(),
+                force_unlock: api.force_unlock,
+                current_partition: current,
+            };
+            runner::run(&ctx).await
+        }
+    };
+    finish(&emitter, &outcome, started);
+    outcome.exit_code
+}
+
+fn failure_outcome(f: &RunFailure, total: usize) -> RunOutcome {
+    RunOutcome {
+        status: if f.exit_code() == exit::LOCKED { RunStatus::Locked } else { RunStatus::Error },
+        exit_code: f.exit_code(),
+        total,
+        succeeded: 0,
+        failed: 0,
+        skipped: 0,
+        cancelled: 0,
+        pending: total,
+        error: Some(f.to_run_error()),
+    }
+}
+
+/// Log the outcome, then emit `run_finished` as the last line.
+fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant) {
+    match &o.error {
+        Some(e) => {
+            tracing::error!("{}", e.message);
+            if let Some(h) = &e.hint {
+                tracing::error!("hint: {h}");
+            }
+        }
+        None => tracing::info!(
+            status = ?o.status,
+            succeeded = o.succeeded,
+            skipped = o.skipped,
+            failed = o.failed,
+            pending = o.pending,
+            "finished in {:.1?}",
+            started.elapsed()
+        ),
+    }
+    let _ = io::stderr().flush();
+    emitter.emit(Event::RunFinished {
+        status: o.status,
+        exit_code: o.exit_code,
+        partitions_total: o.total,
+        succeeded: o.succeeded,
+        failed: o.failed,
+        skipped: o.skipped,
+        cancelled: o.cancelled,
+        pending: o.pending,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        error: o.error.clone(),
+    });
+}
+
+/// `run` with a descriptor that could not be loaded: the error on stderr,
+/// then a `run_finished` line so the orchestrator's last line is still JSON.
+pub fn finish_invalid(job: &str, kind: &str, message: &str, hint: Option<&str>, code: i32, stdout: Box<dyn Write + Send>) {
+    let emitter = Emitter::new(&new_run_id(), job, vec![Box::new(JsonLinesSink::new(stdout))]);
+    let o = RunOutcome {
+        status: RunStatus::Error,
+        exit_code: code,
+        total: 0,
+        succeeded: 0,
+        failed: 0,
+        skipped: 0,
+        cancelled: 0,
+        pending: 0,
+        error: Some(RunError { kind: kind.into(), message: message.into(), hint: hint.map(Into::into) }),
+    };
+    emitter.emit(Event::RunFinished {
+        status: o.status,
+        exit_code: code,
+        partitions_total: 0,
+        succeeded: 0,
+        failed: 0,
+        skipped: 0,
+        cancelled: 0,
+        pending: 0,
+        duration_seconds: 0.0,
+        error: o.error,
+    });
+}
+
+/// `plan`: what a run would do with each partition, and why. Reads the
+/// destination and the audit log; writes nothing (not even the audit table).
+pub async fn plan_command(
+    settings: Settings,
+    api: &ApiOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<i32, RunFailure> {
+    let bq = connect(&settings, api, env).await?;
+    runner::preflight(&bq, &settings).await?;
+    let cp = Checkpoints::new(bq.clone(), settings.checkpoint_table.clone(), &settings.job, "plan");
+    let states = if cp.exists().await? { cp.latest_states().await? } else { Default::default() };
+    let fp = fingerprint::fingerprint(&settings);
+    let plan = partition::plan(&settings.partitions);
+    let (mut run, mut skip) = (0, 0);
+    for p in &plan {
+        let state = states.get(&p.id);
+        let (action, reason) = match runner::decide(state, &fp) {
+            Decision::Skip(r) => {
+                skip += 1;
+                ("skip", serde_json::to_value(r).unwrap_or_default())
+            }
+            Decision::Run(r) => {
+                run += 1;
+                ("run", serde_json::to_value(r).unwrap_or_default())
+            }
+        };
+        let line = json!({
+            "partition": p.id,
+            "destination": crate::strategy::decorated_name(&settings.destination, p),
+            "action": action,
+            "reason": reason,
+            "last_status": state.map(|s| s.status.as_str()),
+            "last_bq_job_id": state.and_then(|s| s.bq_job_id.clone()),
+        });
+        let _ = writeln!(out, "{line}");
+    }
+    let summary = json!({"summary": {"partitions_total": plan.len(), "to_run": run, "to_skip": skip, "fingerprint": fp}});
+    let _ = writeln!(out, "{summary}");
+    Ok(exit::OK)
+}
+
+/// `status`: the audit log's view of the job — one line per partition in
+/// the plan, then counts per status.
+pub async fn status_command(
+    settings: Settings,
+    api: &ApiOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> Result<i32, RunFailure> {
+    let bq = connect(&settings, api, env).await?;
+    let cp = Checkpoints::new(bq.clone(), settings.checkpoint_table.clone(), &settings.job, "status");
+    if !cp.exists().await? {
+        return Err(RunFailure::Config {
+            message: format!("audit table {} does not exist yet", settings.checkpoint_table),
+            hint: Some("it is created by the first `bq-backfill run`".into()),
+        });
+    }
+    let states = cp.latest_states().await?;
+    let fp = fingerprint::fingerprint(&settings);
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for p in partition::plan(&settings.partitions) {
+        let st = states.get(&p.id);
+        let status = st.map_or("PENDING", |s| s.status.as_str());
+        let current = st.is_some_and(|s| s.fingerprint.as_deref() == Some(fp.as_str()));
+        *counts.entry(if status == "SUCCEEDED" && !current { "STALE" } else { status }).or_default() += 1;
+        let line = json!({
+            "partition": p.id,
+            "status": status,
+            "current_fingerprint": current,
+            "attempt": st.map(|s| s.attempt),
+            "bq_job_id": st.and_then(|s| s.bq_job_id.clone()),
+            "run_id": st.map(|s| s.run_id.clone()),
+            "recorded_at": st.and_then(|s| s.recorded_at).map(|t| t.to_rfc3339()),
+        });
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(out, "{}", json!({"summary": counts}));
+    Ok(exit::OK)
+}

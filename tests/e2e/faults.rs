@@ -1,0 +1,300 @@
+//! Surviving faults: transient API errors, failed jobs, kills, signals,
+//! overlapping runners and the time budget.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use bq_emulator::{JobMatcher, demo};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+fn jobs_of(env: &Env) -> Vec<Value> {
+    env.emu.jobs()
+}
+
+/// Partition jobs (not lease claims) the emulator has seen.
+fn partition_jobs(env: &Env) -> Vec<Value> {
+    jobs_of(env).into_iter().filter(|j| s(&j["jobId"]).starts_with("bqb_") && !s(&j["jobId"]).contains("_lease_")).collect()
+}
+
+/// Read events from a running child until `pred` matches one; returns the lines read.
+fn read_until(reader: &mut impl BufRead, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            return seen;
+        }
+        let v: Value = serde_json::from_str(line.trim_end()).unwrap();
+        let hit = pred(&v);
+        seen.push(v);
+        if hit {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_api_failures_are_retried_with_events_and_no_duplicate_jobs() {
+    let env = Env::demo("2024-01-01", "2024-01-05").await;
+    let f = env.emu.faults();
+    f.fail_next("jobs.insert", 2, 503, "backendError");
+    f.fail_next("tabledata.insertAll", 1, 500, "internalError");
+    f.fail_next("jobs.get", 1, 429, "rateLimitExceeded");
+    f.drop_next("jobs.getQueryResults", 1);
+    let d = env.descriptor("2024-01-01", "2024-01-05", json!({}));
+    let r = env.run(&d, &[]);
+    r.expect_code(0);
+    let retries = r.of("retry_scheduled");
+    assert!(retries.len() >= 3, "each retry is announced: {:?}", r.stdout);
+    assert!(retries.iter().any(|e| e["operation"] == "jobs.insert" && s(&e["reason"]).contains("backendError")));
+    assert!(retries.iter().all(|e| e["delay_seconds"].as_f64().unwrap() >= 0.0 && e["next_at"].is_string()));
+    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-05")));
+    assert_eq!(partition_jobs(&env).len(), 4, "one job per partition despite the retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_whose_outcome_was_unknown_attaches_to_the_job_it_created() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.emu.faults().fail_insert_after_create(1);
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let r = env.run(&d, &[]);
+    r.expect_code(0);
+    assert_eq!(partition_jobs(&env).len(), 2, "the retried insert met 409 and attached");
+    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-03")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_ending_with_a_transient_reason_is_retried_under_a_new_job_id() {
+    let env = Env::demo("2024-01-01", "2024-01-04").await;
+    env.emu.faults().fail_jobs(JobMatcher::FirstContaining("20240102".into()), "backendError", "injected transient failure");
+    let d = env.descriptor("2024-01-01", "2024-01-04", json!({}));
+    let r = env.run(&d, &[]);
+    r.expect_code(0);
+    let failed = r.of("partition_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!((failed[0]["retryable"].as_bool(), failed[0]["will_retry"].as_bool()), (Some(true), Some(true)));
+    let started: Vec<&Value> = r.of("partition_started").into_iter().filter(|e| e["partition"] == "20240102").collect();
+    assert_eq!(started.len(), 2);
+    assert_ne!(started[0]["bq_job_id"], started[1]["bq_job_id"]);
+    assert_eq!(started[1]["attempt"].as_u64(), Some(started[0]["attempt"].as_u64().unwrap() + 1));
+    assert_eq!(env.latest_status()["20240102"], "SUCCEEDED");
+    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-04")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_error_fails_at_once_with_bigquerys_message() {
+    let env = Env::demo("2024-01-01", "2024-01-02").await;
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-02",
+        json!({"source": {"query": "SELECT DATE(event_ts) AS day FROM `demo-project.raw.no_such_table` WHERE event_ts >= @partition_start"}}),
+    );
+    let r = env.run(&d, &[]);
+    r.expect_code(1);
+    let failed = r.of("partition_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["reason"], "notFound");
+    assert!(s(&failed[0]["message"]).contains("no_such_table"));
+    assert_eq!(failed[0]["will_retry"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_outside_the_partition_fail_the_job_and_leave_the_partition_alone() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    env.run(&d, &[]).expect_code(0);
+    let before = env.daily();
+    // A query that ignores the partition window writes other days' rows too.
+    let bad = env.descriptor(
+        "2024-01-01",
+        "2024-01-03",
+        json!({"job": "bad_window", "source": {"query": "SELECT DATE(event_ts) AS day, user_id, event_type, COUNT(*) AS events \
+            FROM `demo-project.raw.events` WHERE event_ts < @partition_end GROUP BY day, user_id, event_type"}}),
+    );
+    let r = env.run(&bad, &["--start", "2024-01-02", "--end", "2024-01-03"]);
+    r.expect_code(1);
+    assert_eq!(r.of("partition_failed")[0]["reason"], "invalid");
+    assert!(s(&r.of("partition_failed")[0]["message"]).contains("different partitions"));
+    assert_eq!(env.daily(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_killed_mid_flight_is_adopted_not_resubmitted() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.emu.set_job_delay(Duration::from_millis(1500));
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let mut child = env.spawn(&d, &[]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let seen = read_until(&mut out, |e| e["event"] == "partition_started");
+    let job_id = s(&seen.last().unwrap()["bq_job_id"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(env.latest_status()["20240101"], "RUNNING");
+
+    env.emu.set_job_delay(Duration::from_millis(10));
+    let inserts_before = partition_jobs(&env).len();
+    let r = env.run(&d, &["--force-unlock"]);
+    r.expect_code(0);
+    let first = r.of("partition_started")[0];
+    assert_eq!(first["partition"], "20240101");
+    assert_eq!(first["adopted"], true);
+    assert_eq!(s(&first["bq_job_id"]), job_id);
+    assert_eq!(partition_jobs(&env).len(), inserts_before + 1, "only 20240102 was submitted");
+    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-03")));
+}
+
+async fn signal_cancels(sig: i32, code: i32) {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.emu.set_job_delay(Duration::from_secs(30));
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let mut child = env.spawn(&d, &[]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let seen = read_until(&mut out, |e| e["event"] == "partition_started");
+    let job_id = s(&seen.last().unwrap()["bq_job_id"]);
+    let t0 = Instant::now();
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let rest = read_until(&mut out, |e| e["event"] == "run_finished");
+    let status = child.wait().unwrap();
+    let took = t0.elapsed();
+    assert_eq!(status.code(), Some(code));
+    assert!(took < Duration::from_secs(3), "stopped in {took:?}");
+    let fin = rest.last().unwrap();
+    assert_eq!(fin["event"], "run_finished");
+    assert_eq!(fin["status"], "cancelled");
+    assert_eq!(fin["exit_code"], code);
+    assert!(rest.iter().any(|e| e["event"] == "partition_cancelled"));
+    let job = jobs_of(&env).into_iter().find(|j| s(&j["jobId"]) == job_id).unwrap();
+    assert_eq!(job["state"], "DONE");
+    assert_eq!(job["errorResult"]["reason"], "stopped", "the BigQuery job was cancelled: {job}");
+    assert_eq!(env.latest_status()["20240101"], "CANCELLED");
+    assert!(env.rows(demo::ANALYTICS_DATASET, demo::DAILY_TABLE).is_empty(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cancels_the_job_records_it_and_exits_143_within_3_seconds() {
+    signal_cancels(libc::SIGTERM, 143).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_cancels_the_job_records_it_and_exits_130_within_3_seconds() {
+    signal_cancels(libc::SIGINT, 130).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_on_one_job_one_refuses_and_the_table_is_right() {
+    let env = Env::demo("2024-01-01", "2024-01-11").await;
+    env.emu.set_job_delay(Duration::from_millis(50));
+    let d = env.descriptor("2024-01-01", "2024-01-11", json!({}));
+    let a = env.spawn(&d, &[]);
+    let b = env.spawn(&d, &[]);
+    let (ra, rb) = (wait(a), wait(b));
+    let mut codes = [ra.code, rb.code];
+    codes.sort();
+    assert_eq!(codes, [0, 73], "a: {}\nb: {}", ra.stderr, rb.stderr);
+    let loser = if ra.code == 73 { &ra } else { &rb };
+    assert_eq!(loser.finished()["status"], "locked");
+    assert!(loser.of("partition_started").is_empty(), "the refused runner wrote nothing");
+    assert_eq!(env.emu.stats().concurrency_violations, 0);
+    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-11")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.emu.set_job_delay(Duration::from_secs(30));
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({"lease": {"ttl_seconds": 2}}));
+    let mut child = env.spawn(&d, &[]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, |e| e["event"] == "partition_started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.emu.set_job_delay(Duration::ZERO);
+    // The zombie's lease is still live for up to 2 s: refused.
+    let r = env.run(&d, &[]);
+    assert!(r.code == 73 || r.code == 0, "{}", r.stderr);
+    if r.code == 73 {
+        std::thread::sleep(Duration::from_millis(2200));
+        env.run(&d, &[]).expect_code(0);
+    }
+    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-03")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_budget_stops_cleanly_and_the_next_run_finishes() {
+    let env = Env::demo("2024-01-01", "2024-01-21").await;
+    env.emu.set_job_delay(Duration::from_millis(150));
+    let d = env.descriptor("2024-01-01", "2024-01-21", json!({}));
+    let r = env.run(&d, &["--max-runtime", "1"]);
+    r.expect_code(75);
+    let fin = r.finished();
+    assert_eq!(fin["status"], "incomplete");
+    assert!(fin["pending"].as_u64().unwrap() > 0);
+    assert_eq!(fin["failed"], 0);
+    let done = fin["succeeded"].as_u64().unwrap();
+    assert!(done >= 1);
+    assert!(env.latest_status().values().all(|s| s == "SUCCEEDED"), "no partition left RUNNING");
+
+    env.emu.set_job_delay(Duration::ZERO);
+    let r = env.run(&d, &[]);
+    r.expect_code(0);
+    assert_eq!(r.finished()["skipped"].as_u64(), Some(done));
+    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-21")));
+}
+
+/// The chaos test: SIGKILL at 50+ random moments over repeated runs against
+/// one emulator that also fails 20% of requests transiently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_random_kills_and_transient_failures_still_converge_exactly() {
+    let env = Env::demo("2024-03-01", "2024-04-01").await;
+    env.emu.set_job_delay(Duration::from_millis(20));
+    env.emu.faults().transient_failure_rate(0.2, 7);
+    let d = env.descriptor(
+        "2024-03-01",
+        "2024-04-01",
+        json!({"retry": {"max_attempts": 10, "initial_backoff_seconds": 0.005, "max_backoff_seconds": 0.05, "deadline_seconds": 30}}),
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut kills = 0;
+    let mut finished_early = 0;
+    while kills < 50 {
+        let mut child = env.spawn(&d, &["--force-unlock"]);
+        let wait_ms = rng.random_range(30..600);
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        if child.try_wait().unwrap().is_some() {
+            finished_early += 1;
+            continue;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+    }
+    // Then let it finish (faults still on).
+    let mut last = None;
+    for _ in 0..5 {
+        let r = env.run(&d, &["--force-unlock"]);
+        if r.code == 0 {
+            last = Some(r);
+            break;
+        }
+    }
+    let r = last.expect("a final run succeeds");
+    assert_eq!(r.finished()["status"], "succeeded");
+    env.emu.faults().clear();
+    assert_eq!(env.daily(), demo::expected_daily(date("2024-03-01"), date("2024-04-01")));
+    let latest = env.latest_status();
+    assert_eq!(latest.len(), 31);
+    assert!(latest.values().all(|s| s == "SUCCEEDED"), "{latest:?}");
+    assert_eq!(env.emu.stats().concurrency_violations, 0, "no partition ever had two jobs running at once");
+    let per_partition: BTreeMap<String, usize> = partition_jobs(&env).iter().fold(BTreeMap::new(), |mut m, j| {
+        *m.entry(s(&j["labels"]["bq-backfill-partition"])).or_default() += 1;
+        m
+    });
+    let ids: BTreeSet<&String> = per_partition.keys().collect();
+    assert_eq!(ids.len(), 31);
+    eprintln!("chaos: {kills} kills, {finished_early} runs finished before their kill, jobs per partition {per_partition:?}");
+}

@@ -1,0 +1,8 @@
+//! End-to-end scenarios: the real binary against the in-process emulator.
+//! Each test reads like something a user would do and asserts on the
+//! table's contents, the audit log and the event stream.
+
+mod faults;
+mod harness;
+mod scenarios;
+mod sources;

@@ -45,5 +45,6 @@ stats = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/_emula
 inserts = stats.get("requests", {}).get("jobs.insert", 0)
 print(f"   BigQuery jobs.insert calls during run 2: {inserts}")
 PY
-echo "== done. Ask the audit log yourself:"
-echo "   BIGQUERY_EMULATOR_HOST=$BIGQUERY_EMULATOR_HOST $BIN/bq-backfill status --task $HERE/events_daily.json"
+echo "== the audit log's view (bq-backfill status), last line:"
+"$BIN/bq-backfill" status --task "$HERE/events_daily.json" 2>/dev/null | tail -1 | sed 's/^/   /'
+echo "== done. Full event streams and logs are in $DEMO/"

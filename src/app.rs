@@ -29,7 +29,11 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     let env = |k: &str| std::env::var(k).ok();
@@ -37,9 +41,21 @@ where
     let (stdout, stderr) = (io::stdout(), io::stderr());
     let command = cli.command();
     match command {
-        Command::Schema { name } => return crate::schema::schema_command(name.as_deref(), &mut stdout.lock(), &mut stderr.lock()),
+        Command::Schema { name } => {
+            return crate::schema::schema_command(
+                name.as_deref(),
+                &mut stdout.lock(),
+                &mut stderr.lock(),
+            );
+        }
         Command::Validate => {
-            return crate::load::validate_command(&cli, io::stdin(), &env, &mut stdout.lock(), &mut stderr.lock());
+            return crate::load::validate_command(
+                &cli,
+                io::stdin(),
+                &env,
+                &mut stdout.lock(),
+                &mut stderr.lock(),
+            );
         }
         Command::Run | Command::Plan | Command::Status => {}
     }
@@ -49,18 +65,43 @@ where
             let _ = writeln!(stderr.lock(), "error: {e}");
             let _ = stderr.lock().flush();
             if command == Command::Run {
-                let kind = if e.exit_code() == exit::NO_INPUT { "no_input" } else { "invalid_descriptor" };
+                let kind = if e.exit_code() == exit::NO_INPUT {
+                    "no_input"
+                } else {
+                    "invalid_descriptor"
+                };
                 let first = e.to_json().get(0).cloned().unwrap_or_default();
-                let message = first["message"].as_str().map(String::from).unwrap_or_else(|| e.to_string());
+                let message = first["message"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| e.to_string());
                 let field = first["field"].as_str().unwrap_or("");
-                let message = if field.is_empty() || field == "$" { message } else { format!("{field}: {message}") };
-                finish_invalid("", kind, &message, first["hint"].as_str(), e.exit_code(), Box::new(io::stdout()));
+                let message = if field.is_empty() || field == "$" {
+                    message
+                } else {
+                    format!("{field}: {message}")
+                };
+                finish_invalid(
+                    "",
+                    kind,
+                    &message,
+                    first["hint"].as_str(),
+                    e.exit_code(),
+                    Box::new(io::stdout()),
+                );
             }
             return e.exit_code();
         }
     };
-    let api = ApiOptions { api_endpoint: cli.api_endpoint.clone(), force_unlock: cli.force_unlock };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let api = ApiOptions {
+        api_endpoint: cli.api_endpoint.clone(),
+        force_unlock: cli.force_unlock,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let _ = writeln!(stderr.lock(), "error: cannot start the async runtime: {e}");
@@ -119,7 +160,8 @@ pub fn init_logging(verbose: u8, quiet: bool, env: &dyn Fn(&str) -> Option<Strin
     let filter = env("RUST_LOG")
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
-    let no_color = env("NO_COLOR").is_some_and(|v| !v.is_empty()) || env("TERM").as_deref() == Some("dumb");
+    let no_color =
+        env("NO_COLOR").is_some_and(|v| !v.is_empty()) || env("TERM").as_deref() == Some("dumb");
     let ansi = !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -129,7 +171,11 @@ pub fn init_logging(verbose: u8, quiet: bool, env: &dyn Fn(&str) -> Option<Strin
         .try_init();
 }
 
-async fn connect(settings: &Settings, api: &ApiOptions, env: &dyn Fn(&str) -> Option<String>) -> Result<BigQuery, RunFailure> {
+async fn connect(
+    settings: &Settings,
+    api: &ApiOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BigQuery, RunFailure> {
     let endpoint = Endpoint::from_env(api.api_endpoint.as_deref(), env);
     let cfg = ClientConfig {
         endpoint,
@@ -166,9 +212,18 @@ pub async fn run_command(
             let observer_emitter = emitter.clone();
             let observer_current = current.clone();
             let bq = bq.with_retry_observer(Arc::new(move |n: &crate::retry::RetryNotice| {
-                tracing::warn!(operation = n.operation, attempt = n.attempt, "transient failure ({}); retrying in {:.2?}", n.reason, n.delay);
+                tracing::warn!(
+                    operation = n.operation,
+                    attempt = n.attempt,
+                    "transient failure ({}); retrying in {:.2?}",
+                    n.reason,
+                    n.delay
+                );
                 observer_emitter.emit(Event::RetryScheduled {
-                    partition: observer_current.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                    partition: observer_current
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
                     operation: n.operation.to_string(),
                     attempt: n.attempt,
                     reason: n.reason.clone(),
@@ -194,7 +249,11 @@ pub async fn run_command(
 
 fn failure_outcome(f: &RunFailure, total: usize) -> RunOutcome {
     RunOutcome {
-        status: if f.exit_code() == exit::LOCKED { RunStatus::Locked } else { RunStatus::Error },
+        status: if f.exit_code() == exit::LOCKED {
+            RunStatus::Locked
+        } else {
+            RunStatus::Error
+        },
         exit_code: f.exit_code(),
         total,
         succeeded: 0,
@@ -242,8 +301,19 @@ fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant) {
 
 /// `run` with a descriptor that could not be loaded: the error on stderr,
 /// then a `run_finished` line so the orchestrator's last line is still JSON.
-pub fn finish_invalid(job: &str, kind: &str, message: &str, hint: Option<&str>, code: i32, stdout: Box<dyn Write + Send>) {
-    let emitter = Emitter::new(&new_run_id(), job, vec![Box::new(JsonLinesSink::new(stdout))]);
+pub fn finish_invalid(
+    job: &str,
+    kind: &str,
+    message: &str,
+    hint: Option<&str>,
+    code: i32,
+    stdout: Box<dyn Write + Send>,
+) {
+    let emitter = Emitter::new(
+        &new_run_id(),
+        job,
+        vec![Box::new(JsonLinesSink::new(stdout))],
+    );
     let o = RunOutcome {
         status: RunStatus::Error,
         exit_code: code,
@@ -253,7 +323,11 @@ pub fn finish_invalid(job: &str, kind: &str, message: &str, hint: Option<&str>, 
         skipped: 0,
         cancelled: 0,
         pending: 0,
-        error: Some(RunError { kind: kind.into(), message: message.into(), hint: hint.map(Into::into) }),
+        error: Some(RunError {
+            kind: kind.into(),
+            message: message.into(),
+            hint: hint.map(Into::into),
+        }),
     };
     emitter.emit(Event::RunFinished {
         status: o.status,
@@ -279,8 +353,17 @@ pub async fn plan_command(
 ) -> Result<i32, RunFailure> {
     let bq = connect(&settings, api, env).await?;
     runner::preflight(&bq, &settings).await?;
-    let cp = Checkpoints::new(bq.clone(), settings.checkpoint_table.clone(), &settings.job, "plan");
-    let states = if cp.exists().await? { cp.latest_states().await? } else { Default::default() };
+    let cp = Checkpoints::new(
+        bq.clone(),
+        settings.checkpoint_table.clone(),
+        &settings.job,
+        "plan",
+    );
+    let states = if cp.exists().await? {
+        cp.latest_states().await?
+    } else {
+        Default::default()
+    };
     let fp = fingerprint::fingerprint(&settings);
     let plan = partition::plan(&settings.partitions);
     let (mut run, mut skip) = (0, 0);
@@ -320,10 +403,18 @@ pub async fn status_command(
     out: &mut dyn Write,
 ) -> Result<i32, RunFailure> {
     let bq = connect(&settings, api, env).await?;
-    let cp = Checkpoints::new(bq.clone(), settings.checkpoint_table.clone(), &settings.job, "status");
+    let cp = Checkpoints::new(
+        bq.clone(),
+        settings.checkpoint_table.clone(),
+        &settings.job,
+        "status",
+    );
     if !cp.exists().await? {
         return Err(RunFailure::Config {
-            message: format!("audit table {} does not exist yet", settings.checkpoint_table),
+            message: format!(
+                "audit table {} does not exist yet",
+                settings.checkpoint_table
+            ),
             hint: Some("it is created by the first `bq-backfill run`".into()),
         });
     }
@@ -334,7 +425,13 @@ pub async fn status_command(
         let st = states.get(&p.id);
         let status = st.map_or("PENDING", |s| s.status.as_str());
         let current = st.is_some_and(|s| s.fingerprint.as_deref() == Some(fp.as_str()));
-        *counts.entry(if status == "SUCCEEDED" && !current { "STALE" } else { status }).or_default() += 1;
+        *counts
+            .entry(if status == "SUCCEEDED" && !current {
+                "STALE"
+            } else {
+                status
+            })
+            .or_default() += 1;
         let line = json!({
             "partition": p.id,
             "status": status,

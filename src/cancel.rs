@@ -27,7 +27,9 @@ impl Cancel {
 
     /// Cancel because of `signal` (libc signal number).
     pub fn cancel(&self, signal: i32) {
-        let _ = self.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self
+            .signal
+            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
         self.token.cancel();
     }
 
@@ -65,7 +67,10 @@ pub fn install_signal_handlers(cancel: Cancel) -> std::io::Result<()> {
                 tracing::error!("second signal: exiting at once");
                 std::process::exit(128 + sig);
             }
-            tracing::warn!(signal = sig, "signal received: cancelling the in-flight job and stopping");
+            tracing::warn!(
+                signal = sig,
+                "signal received: cancelling the in-flight job and stopping"
+            );
             cancel.cancel(sig);
         }
     });

@@ -148,7 +148,11 @@ pub fn table_spec() -> NewTable {
     NewTable {
         schema: COLUMNS
             .iter()
-            .map(|(name, ty, mode)| FieldSpec { name: name.to_string(), field_type: ty.to_string(), mode: mode.to_string() })
+            .map(|(name, ty, mode)| FieldSpec {
+                name: name.to_string(),
+                field_type: ty.to_string(),
+                mode: mode.to_string(),
+            })
             .collect(),
         partition_day_field: Some("recorded_at".into()),
         clustering: vec!["job".into(), "partition_id".into()],
@@ -191,12 +195,20 @@ impl Checkpoints {
     }
 
     fn api(&self, source: BqError) -> CheckpointError {
-        CheckpointError::Api { table: self.table.to_string(), source }
+        CheckpointError::Api {
+            table: self.table.to_string(),
+            source,
+        }
     }
 
     /// Whether the audit table exists (and has our columns).
     pub async fn exists(&self) -> Result<bool, CheckpointError> {
-        match self.bq.get_table(&self.table).await.map_err(|e| self.api(e))? {
+        match self
+            .bq
+            .get_table(&self.table)
+            .await
+            .map_err(|e| self.api(e))?
+        {
             None => Ok(false),
             Some(meta) => {
                 let missing: Vec<&str> = COLUMNS
@@ -253,7 +265,10 @@ impl Checkpoints {
         };
         let insert_id = format!("{}-{}", self.run_id, seq);
         let value = self.row_json(row, recorded_at);
-        self.bq.insert_rows(&self.table, &[(insert_id, value)]).await.map_err(|e| self.api(e))
+        self.bq
+            .insert_rows(&self.table, &[(insert_id, value)])
+            .await
+            .map_err(|e| self.api(e))
     }
 
     fn row_json(&self, r: &AuditRow, recorded_at: DateTime<Utc>) -> Value {
@@ -289,11 +304,18 @@ impl Checkpoints {
             .query(&sql, &[QueryParam::string("job", &self.job)])
             .await
             .map_err(|e| self.api(e))?;
-        parse_states(&res).map_err(|message| CheckpointError::Shape { table: self.table.to_string(), message })
+        parse_states(&res).map_err(|message| CheckpointError::Shape {
+            table: self.table.to_string(),
+            message,
+        })
     }
 
     /// Run a query against the audit table (used by the lease).
-    pub(crate) async fn query(&self, sql: &str, params: &[QueryParam]) -> Result<QueryResult, CheckpointError> {
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[QueryParam],
+    ) -> Result<QueryResult, CheckpointError> {
         self.bq.query(sql, params).await.map_err(|e| self.api(e))
     }
 
@@ -335,11 +357,18 @@ pub fn parse_timestamp_cell(s: &str) -> Option<DateTime<Utc>> {
         let micros = (secs * 1_000_000.0).round() as i64;
         return DateTime::from_timestamp_micros(micros);
     }
-    DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 fn parse_states(res: &QueryResult) -> Result<HashMap<String, PartitionState>, String> {
-    let col = |name: &str| res.fields.iter().position(|f| f == name).ok_or_else(|| format!("no column {name}"));
+    let col = |name: &str| {
+        res.fields
+            .iter()
+            .position(|f| f == name)
+            .ok_or_else(|| format!("no column {name}"))
+    };
     let (c_pid, c_status, c_fp, c_att, c_job, c_run, c_rec, c_max) = (
         col("partition_id")?,
         col("status")?,
@@ -355,7 +384,8 @@ fn parse_states(res: &QueryResult) -> Result<HashMap<String, PartitionState>, St
         let get = |i: usize| row.get(i).cloned().flatten();
         let Some(pid) = get(c_pid) else { continue };
         let status_s = get(c_status).unwrap_or_default();
-        let status = Status::parse(&status_s).ok_or_else(|| format!("unknown status {status_s:?} for {pid}"))?;
+        let status = Status::parse(&status_s)
+            .ok_or_else(|| format!("unknown status {status_s:?} for {pid}"))?;
         let num = |i: usize| get(i).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
         out.insert(
             pid,
@@ -399,12 +429,20 @@ mod tests {
     use super::*;
 
     fn t() -> TableRef {
-        TableRef { project: "p".into(), dataset: "ops".into(), table: "audit".into() }
+        TableRef {
+            project: "p".into(),
+            dataset: "ops".into(),
+            table: "audit".into(),
+        }
     }
 
     #[test]
     fn queries_take_the_job_as_a_parameter_never_as_text() {
-        for sql in [latest_states_sql(&t()), status_counts_sql(&t()), never_succeeded_sql(&t())] {
+        for sql in [
+            latest_states_sql(&t()),
+            status_counts_sql(&t()),
+            never_succeeded_sql(&t()),
+        ] {
             assert!(sql.contains("@job"), "{sql}");
             assert!(sql.contains("`p.ops.audit`"), "{sql}");
         }
@@ -413,10 +451,19 @@ mod tests {
     #[test]
     fn latest_state_rows_parse() {
         let res = QueryResult {
-            fields: ["partition_id", "status", "fingerprint", "attempt", "bq_job_id", "run_id", "recorded_at", "max_attempt"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            fields: [
+                "partition_id",
+                "status",
+                "fingerprint",
+                "attempt",
+                "bq_job_id",
+                "run_id",
+                "recorded_at",
+                "max_attempt",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             rows: vec![vec![
                 Some("20240115".into()),
                 Some("SUCCEEDED".into()),
@@ -432,16 +479,33 @@ mod tests {
         let s = &states["20240115"];
         assert_eq!(s.status, Status::Succeeded);
         assert_eq!((s.attempt, s.max_attempt), (2, 3));
-        assert_eq!(s.recorded_at.unwrap().timestamp_micros(), 1_705_287_600_500_000);
+        assert_eq!(
+            s.recorded_at.unwrap().timestamp_micros(),
+            1_705_287_600_500_000
+        );
     }
 
     #[test]
     fn audit_schema_has_the_documented_columns() {
         let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
         for required in [
-            "job", "partition_id", "status", "run_id", "attempt", "bq_job_id", "fingerprint", "destination",
-            "started_at", "finished_at", "rows_written", "bytes_processed", "bytes_billed", "error_reason",
-            "error_message", "tool_version", "recorded_at",
+            "job",
+            "partition_id",
+            "status",
+            "run_id",
+            "attempt",
+            "bq_job_id",
+            "fingerprint",
+            "destination",
+            "started_at",
+            "finished_at",
+            "rows_written",
+            "bytes_processed",
+            "bytes_billed",
+            "error_reason",
+            "error_message",
+            "tool_version",
+            "recorded_at",
         ] {
             assert!(names.contains(&required), "{required}");
         }

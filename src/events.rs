@@ -95,7 +95,10 @@ pub enum Event {
         tool_version: String,
     },
     /// A partition needs no work.
-    PartitionSkipped { partition: String, reason: SkipReason },
+    PartitionSkipped {
+        partition: String,
+        reason: SkipReason,
+    },
     /// A BigQuery job for the partition was submitted, or an existing one adopted.
     PartitionStarted {
         partition: String,
@@ -131,7 +134,10 @@ pub enum Event {
         will_retry: bool,
     },
     /// The run was stopped while this partition's job ran; the job was cancelled.
-    PartitionCancelled { partition: String, bq_job_id: String },
+    PartitionCancelled {
+        partition: String,
+        bq_job_id: String,
+    },
     /// A transient failure; the operation will be tried again.
     RetryScheduled {
         /// The partition concerned, if any.
@@ -236,7 +242,9 @@ impl Emitter {
         };
         for sink in inner.sinks.iter_mut() {
             if let Err(e) = sink.emit(&record) {
-                tracing::warn!("could not write an event: {e}; continuing (the audit table keeps the record)");
+                tracing::warn!(
+                    "could not write an event: {e}; continuing (the audit table keeps the record)"
+                );
             }
         }
     }
@@ -250,7 +258,10 @@ pub struct MemorySink {
 
 impl EventSink for MemorySink {
     fn emit(&mut self, record: &EventRecord) -> io::Result<()> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record.clone());
         Ok(())
     }
 }
@@ -298,7 +309,11 @@ mod tests {
             }
         }
         let mem = MemorySink::default();
-        let emitter = Emitter::new("r", "j", vec![Box::new(JsonLinesSink::new(Broken)), Box::new(mem.clone())]);
+        let emitter = Emitter::new(
+            "r",
+            "j",
+            vec![Box::new(JsonLinesSink::new(Broken)), Box::new(mem.clone())],
+        );
         emitter.emit(Event::Throttled { seconds: 0.0 });
         emitter.emit(Event::Throttled { seconds: 1.0 });
         assert_eq!(mem.records.lock().unwrap().len(), 2);

@@ -41,14 +41,26 @@ pub const CANCELLED_SIGTERM: i32 = 143;
 /// All codes with a one-line meaning, for `--help` and the README test.
 pub const TABLE: &[(i32, &str)] = &[
     (OK, "all partitions succeeded or were already done"),
-    (PARTITIONS_FAILED, "some partitions failed; a re-run retries only those"),
+    (
+        PARTITIONS_FAILED,
+        "some partitions failed; a re-run retries only those",
+    ),
     (USAGE, "invalid command-line usage"),
-    (INVALID_DESCRIPTOR, "invalid task descriptor; nothing was sent to BigQuery"),
-    (NO_INPUT, "no descriptor: missing file, or stdin is a terminal or socket"),
+    (
+        INVALID_DESCRIPTOR,
+        "invalid task descriptor; nothing was sent to BigQuery",
+    ),
+    (
+        NO_INPUT,
+        "no descriptor: missing file, or stdin is a terminal or socket",
+    ),
     (UNAVAILABLE, "BigQuery unavailable after retries"),
     (INTERNAL, "internal error (a bug)"),
     (LOCKED, "another run of this job holds the lease"),
-    (INCOMPLETE, "time budget spent; partitions left pending, run again"),
+    (
+        INCOMPLETE,
+        "time budget spent; partitions left pending, run again",
+    ),
     (PERMISSION, "authentication or permission problem"),
     (CONFIG, "destination or configuration problem"),
     (CANCELLED_SIGINT, "cancelled by SIGINT"),

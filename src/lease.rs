@@ -22,14 +22,20 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::bq::{BigQuery, InsertOutcome, QueryParam};
-use crate::checkpoint::{AuditRow, CheckpointError, Checkpoints, Status, parse_timestamp_cell, table_path};
+use crate::checkpoint::{
+    AuditRow, CheckpointError, Checkpoints, Status, parse_timestamp_cell, table_path,
+};
 use crate::strategy::{LABEL_RUN, job_labels};
 
 /// Why the lease could not be taken or kept.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error("another run ({holder}) holds the lease of job {job} until {expires_at}")]
-    Held { job: String, holder: String, expires_at: String },
+    Held {
+        job: String,
+        holder: String,
+        expires_at: String,
+    },
     #[error("another run took over the lease of job {job} (generation {generation})")]
     Lost { job: String, generation: i64 },
     #[error(transparent)]
@@ -60,16 +66,30 @@ pub async fn current(cp: &Checkpoints) -> Result<Option<LeaseRow>, CheckpointErr
          ORDER BY lease_generation DESC, recorded_at DESC LIMIT 1",
         table_path(cp.table())
     );
-    let res = cp.query(&sql, &[QueryParam::string("job", cp.job())]).await?;
-    let Some(row) = res.rows.first() else { return Ok(None) };
+    let res = cp
+        .query(&sql, &[QueryParam::string("job", cp.job())])
+        .await?;
+    let Some(row) = res.rows.first() else {
+        return Ok(None);
+    };
     let get = |name: &str| {
-        res.fields.iter().position(|f| f == name).and_then(|i| row.get(i).cloned().flatten())
+        res.fields
+            .iter()
+            .position(|f| f == name)
+            .and_then(|i| row.get(i).cloned().flatten())
     };
     Ok(Some(LeaseRow {
         run_id: get("run_id").unwrap_or_default(),
-        status: get("status").as_deref().and_then(Status::parse).unwrap_or(Status::LeaseReleased),
-        generation: get("lease_generation").and_then(|g| g.parse().ok()).unwrap_or(0),
-        expires_at: get("lease_expires_at").as_deref().and_then(parse_timestamp_cell),
+        status: get("status")
+            .as_deref()
+            .and_then(Status::parse)
+            .unwrap_or(Status::LeaseReleased),
+        generation: get("lease_generation")
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0),
+        expires_at: get("lease_expires_at")
+            .as_deref()
+            .and_then(parse_timestamp_cell),
     }))
 }
 
@@ -129,17 +149,25 @@ impl Lease {
         let labels = job_labels(&Default::default(), cp.job(), cp.run_id(), None);
         let labels = labels.into_iter().collect();
         let job = cp.job().to_string();
-        let outcome = bq
-            .insert_job(&claim, config, &labels)
-            .await
-            .map_err(|e| CheckpointError::Api { table: cp.table().to_string(), source: e })?;
+        let outcome =
+            bq.insert_job(&claim, config, &labels)
+                .await
+                .map_err(|e| CheckpointError::Api {
+                    table: cp.table().to_string(),
+                    source: e,
+                })?;
         if let InsertOutcome::Existing(info) = outcome {
             let holder = info.labels.get(LABEL_RUN).cloned().unwrap_or_default();
             if holder != cp.run_id() {
-                return Err(LeaseError::Held { job: cp.job().into(), holder, expires_at: "(just claimed)".into() });
+                return Err(LeaseError::Held {
+                    job: cp.job().into(),
+                    holder,
+                    expires_at: "(just claimed)".into(),
+                });
             }
         }
-        let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(600));
+        let expires_at =
+            Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(600));
         cp.record(&AuditRow {
             status: Some(Status::LeaseHeld),
             lease_generation: Some(generation),
@@ -147,15 +175,28 @@ impl Lease {
             ..Default::default()
         })
         .await?;
-        let state = Arc::new(LeaseState { expires_at: Mutex::new(expires_at), lost: AtomicBool::new(false) });
+        let state = Arc::new(LeaseState {
+            expires_at: Mutex::new(expires_at),
+            lost: AtomicBool::new(false),
+        });
         let heartbeat = tokio::spawn(heartbeat(cp, state.clone(), generation, ttl));
-        Ok(Lease { generation, job, state, heartbeat: Some(heartbeat) })
+        Ok(Lease {
+            generation,
+            job,
+            state,
+            heartbeat: Some(heartbeat),
+        })
     }
 
     /// Ok while the lease is ours and unexpired; checked before each partition.
     pub async fn check(&self) -> Result<(), LeaseError> {
-        if self.state.lost.load(Ordering::SeqCst) || Utc::now() >= *self.state.expires_at.lock().await {
-            return Err(LeaseError::Lost { job: self.job.clone(), generation: self.generation });
+        if self.state.lost.load(Ordering::SeqCst)
+            || Utc::now() >= *self.state.expires_at.lock().await
+        {
+            return Err(LeaseError::Lost {
+                job: self.job.clone(),
+                generation: self.generation,
+            });
         }
         Ok(())
     }
@@ -180,8 +221,12 @@ impl Lease {
         };
         match tokio::time::timeout(timeout, cp.record(&row)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("could not record the lease release: {e}; it expires on its own"),
-            Err(_) => tracing::warn!("recording the lease release timed out; it expires on its own"),
+            Ok(Err(e)) => {
+                tracing::warn!("could not record the lease release: {e}; it expires on its own")
+            }
+            Err(_) => {
+                tracing::warn!("recording the lease release timed out; it expires on its own")
+            }
         }
     }
 }
@@ -211,7 +256,8 @@ async fn heartbeat(cp: Arc<Checkpoints>, state: Arc<LeaseState>, generation: i64
                 continue;
             }
         }
-        let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(600));
+        let expires_at =
+            Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(600));
         let row = AuditRow {
             status: Some(Status::LeaseHeld),
             lease_generation: Some(generation),
@@ -233,7 +279,10 @@ mod tests {
     fn claim_ids_are_valid_bigquery_job_ids() {
         let id = claim_job_id("events_daily", "1732550000000", 7);
         assert_eq!(id, "bqb_events_daily_lease_1732550000000_g7");
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
     }
 
     #[test]

@@ -63,7 +63,10 @@ pub struct RunOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum RunFailure {
     #[error("{message}")]
-    Config { message: String, hint: Option<String> },
+    Config {
+        message: String,
+        hint: Option<String>,
+    },
     #[error(transparent)]
     Api(#[from] BqError),
     #[error(transparent)]
@@ -77,13 +80,16 @@ impl RunFailure {
     pub fn exit_code(&self) -> i32 {
         let api = match self {
             RunFailure::Config { .. } => return exit::CONFIG,
-            RunFailure::Lease(LeaseError::Held { .. }) | RunFailure::Lease(LeaseError::Lost { .. }) => {
+            RunFailure::Lease(LeaseError::Held { .. })
+            | RunFailure::Lease(LeaseError::Lost { .. }) => {
                 return exit::LOCKED;
             }
-            RunFailure::Lease(LeaseError::Checkpoint(c)) | RunFailure::Checkpoint(c) => match c.bq() {
-                Some(e) => e,
-                None => return exit::CONFIG,
-            },
+            RunFailure::Lease(LeaseError::Checkpoint(c)) | RunFailure::Checkpoint(c) => {
+                match c.bq() {
+                    Some(e) => e,
+                    None => return exit::CONFIG,
+                }
+            }
             RunFailure::Api(e) => e,
         };
         if api.is_permission() {
@@ -117,7 +123,11 @@ impl RunFailure {
             _ if code == exit::PERMISSION => Some("check the credentials and that they may run jobs and write both tables".into()),
             _ => None,
         };
-        RunError { kind: kind.into(), message: self.to_string(), hint }
+        RunError {
+            kind: kind.into(),
+            message: self.to_string(),
+            hint,
+        }
     }
 }
 
@@ -162,14 +172,31 @@ pub fn decide(state: Option<&PartitionState>, fingerprint: &str) -> Decision {
 
 /// Check the destination (and a copy source) before anything is written.
 pub async fn preflight(bq: &BigQuery, settings: &Settings) -> Result<(), RunFailure> {
-    check_partitioned(bq, &settings.destination, settings.partitions.granularity, "destination").await?;
+    check_partitioned(
+        bq,
+        &settings.destination,
+        settings.partitions.granularity,
+        "destination",
+    )
+    .await?;
     if let Source::Copy { table } = &settings.source {
-        check_partitioned(bq, table, settings.partitions.granularity, "source.copy.table").await?;
+        check_partitioned(
+            bq,
+            table,
+            settings.partitions.granularity,
+            "source.copy.table",
+        )
+        .await?;
     }
     Ok(())
 }
 
-async fn check_partitioned(bq: &BigQuery, t: &TableRef, g: Granularity, field: &str) -> Result<(), RunFailure> {
+async fn check_partitioned(
+    bq: &BigQuery,
+    t: &TableRef,
+    g: Granularity,
+    field: &str,
+) -> Result<(), RunFailure> {
     let want = match g {
         Granularity::Hour => "HOUR",
         Granularity::Day => "DAY",
@@ -193,15 +220,23 @@ async fn check_partitioned(bq: &BigQuery, t: &TableRef, g: Granularity, field: &
                 tp.kind.to_lowercase(),
                 want.to_lowercase()
             ),
-            hint: Some(format!("set partitions.granularity to \"{}\"", tp.kind.to_lowercase())),
+            hint: Some(format!(
+                "set partitions.granularity to \"{}\"",
+                tp.kind.to_lowercase()
+            )),
         }),
         None if meta.range_partitioned => Err(RunFailure::Config {
-            message: format!("{field}: table {t} is integer-range partitioned, which this version does not backfill"),
+            message: format!(
+                "{field}: table {t} is integer-range partitioned, which this version does not backfill"
+            ),
             hint: Some("use a time-partitioned table".into()),
         }),
         None => Err(RunFailure::Config {
             message: format!("{field}: table {t} is not partitioned"),
-            hint: Some("bq-backfill replaces one partition at a time; it needs a time-partitioned table".into()),
+            hint: Some(
+                "bq-backfill replaces one partition at a time; it needs a time-partitioned table"
+                    .into(),
+            ),
         }),
     }
 }
@@ -236,7 +271,11 @@ pub async fn run(ctx: &RunContext) -> RunOutcome {
     let (status, exit_code, error) = match result {
         Err(f) => {
             let code = f.exit_code();
-            let status = if code == exit::LOCKED { RunStatus::Locked } else { RunStatus::Error };
+            let status = if code == exit::LOCKED {
+                RunStatus::Locked
+            } else {
+                RunStatus::Error
+            };
             (status, code, Some(f.to_run_error()))
         }
         Ok(()) if ctx.cancel.is_cancelled() => (RunStatus::Cancelled, ctx.cancel.exit_code(), None),
@@ -257,20 +296,40 @@ pub async fn run(ctx: &RunContext) -> RunOutcome {
     }
 }
 
-async fn run_inner(ctx: &RunContext, plan: &[Partition], started: Instant, tally: &mut Tally) -> Result<(), RunFailure> {
+async fn run_inner(
+    ctx: &RunContext,
+    plan: &[Partition],
+    started: Instant,
+    tally: &mut Tally,
+) -> Result<(), RunFailure> {
     let s = &ctx.settings;
     preflight(&ctx.bq, s).await?;
-    let cp = Arc::new(Checkpoints::new(ctx.bq.clone(), s.checkpoint_table.clone(), &s.job, &ctx.run_id));
+    let cp = Arc::new(Checkpoints::new(
+        ctx.bq.clone(),
+        s.checkpoint_table.clone(),
+        &s.job,
+        &ctx.run_id,
+    ));
     cp.ensure_table().await?;
     // Nothing to do (the common re-run): no lease, no job, one query.
     let fp = fingerprint::fingerprint(s);
     let states = cp.latest_states().await?;
-    if plan.iter().all(|p| matches!(decide(states.get(&p.id), &fp), Decision::Skip(_))) {
+    if plan
+        .iter()
+        .all(|p| matches!(decide(states.get(&p.id), &fp), Decision::Skip(_)))
+    {
         announce(ctx, plan, &states, &fp, tally);
         return Ok(());
     }
     let incarnation = audit_incarnation(&ctx.bq, &s.checkpoint_table).await?;
-    let lease = Lease::acquire(&ctx.bq, cp.clone(), &incarnation, s.lease.ttl, ctx.force_unlock).await?;
+    let lease = Lease::acquire(
+        &ctx.bq,
+        cp.clone(),
+        &incarnation,
+        s.lease.ttl,
+        ctx.force_unlock,
+    )
+    .await?;
     // Re-read under the lease: another run may have progressed meanwhile.
     let result = match cp.latest_states().await {
         Ok(states) => run_partitions(ctx, &cp, &lease, plan, &states, &fp, started, tally).await,
@@ -281,10 +340,19 @@ async fn run_inner(ctx: &RunContext, plan: &[Partition], started: Instant, tally
 }
 
 /// Emit `run_started` and the skips; returns each partition's decision.
-fn announce(ctx: &RunContext, plan: &[Partition], states: &States, fp: &str, tally: &mut Tally) -> Vec<Decision> {
+fn announce(
+    ctx: &RunContext,
+    plan: &[Partition],
+    states: &States,
+    fp: &str,
+    tally: &mut Tally,
+) -> Vec<Decision> {
     let s = &ctx.settings;
     let decisions: Vec<Decision> = plan.iter().map(|p| decide(states.get(&p.id), fp)).collect();
-    let to_skip = decisions.iter().filter(|d| matches!(d, Decision::Skip(_))).count();
+    let to_skip = decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Skip(_)))
+        .count();
     ctx.emitter.emit(Event::RunStarted {
         destination: s.destination.to_string(),
         fingerprint: fp.to_string(),
@@ -296,7 +364,10 @@ fn announce(ctx: &RunContext, plan: &[Partition], states: &States, fp: &str, tal
     for (p, d) in plan.iter().zip(&decisions) {
         if let Decision::Skip(reason) = d {
             tally.skipped += 1;
-            ctx.emitter.emit(Event::PartitionSkipped { partition: p.id.clone(), reason: *reason });
+            ctx.emitter.emit(Event::PartitionSkipped {
+                partition: p.id.clone(),
+                reason: *reason,
+            });
         }
     }
     decisions
@@ -306,7 +377,10 @@ fn announce(ctx: &RunContext, plan: &[Partition], states: &States, fp: &str, tal
 /// lease claim IDs from an earlier incarnation never collide.
 async fn audit_incarnation(bq: &BigQuery, t: &TableRef) -> Result<String, RunFailure> {
     let meta = bq.get_table(t).await?;
-    Ok(meta.and_then(|m| m.creation_time).map(|c| c.to_string()).unwrap_or_else(|| "0".into()))
+    Ok(meta
+        .and_then(|m| m.creation_time)
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "0".into()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -323,8 +397,12 @@ async fn run_partitions(
     let s = &ctx.settings;
     let decisions = announce(ctx, plan, states, fp, tally);
     let strategy = strategy::for_settings(s);
-    let to_run: Vec<&Partition> =
-        plan.iter().zip(&decisions).filter(|(_, d)| !matches!(d, Decision::Skip(_))).map(|(p, _)| p).collect();
+    let to_run: Vec<&Partition> = plan
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, d)| !matches!(d, Decision::Skip(_)))
+        .map(|(p, _)| p)
+        .collect();
     for (i, p) in to_run.iter().enumerate() {
         if ctx.cancel.is_cancelled() {
             break;
@@ -334,9 +412,22 @@ async fn run_partitions(
             break;
         }
         lease.check().await?;
-        *ctx.current_partition.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.id.clone());
-        let res = process_partition(ctx, cp, strategy.as_ref(), p, states.get(&p.id), fp, started).await;
-        *ctx.current_partition.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *ctx.current_partition
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(p.id.clone());
+        let res = process_partition(
+            ctx,
+            cp,
+            strategy.as_ref(),
+            p,
+            states.get(&p.id),
+            fp,
+            started,
+        )
+        .await;
+        *ctx.current_partition
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         let runtime = match res? {
             PartitionResult::Succeeded { runtime } => {
                 tally.succeeded += 1;
@@ -376,7 +467,9 @@ async fn throttle(ctx: &RunContext, s: &Settings, runtime: Duration, started: In
     if pause.is_zero() || ctx.cancel.is_cancelled() {
         return;
     }
-    ctx.emitter.emit(Event::Throttled { seconds: pause.as_secs_f64() });
+    ctx.emitter.emit(Event::Throttled {
+        seconds: pause.as_secs_f64(),
+    });
     tokio::select! {
         _ = tokio::time::sleep(pause) => {}
         _ = ctx.cancel.cancelled() => {}
@@ -384,9 +477,14 @@ async fn throttle(ctx: &RunContext, s: &Settings, runtime: Duration, started: In
 }
 
 fn labels(ctx: &RunContext, p: &Partition) -> BTreeMap<String, String> {
-    strategy::job_labels(&ctx.settings.job_options.labels, &ctx.settings.job, &ctx.run_id, Some(p))
-        .into_iter()
-        .collect()
+    strategy::job_labels(
+        &ctx.settings.job_options.labels,
+        &ctx.settings.job,
+        &ctx.run_id,
+        Some(p),
+    )
+    .into_iter()
+    .collect()
 }
 
 /// How many times a job ID may turn out to belong to someone else (an older
@@ -487,7 +585,8 @@ async fn process_partition(
         let info = match inserted {
             Ok(InsertOutcome::Created(info)) => info,
             Ok(InsertOutcome::Existing(info)) => {
-                let ours = info.labels.get(LABEL_RUN).map(String::as_str) == Some(ctx.run_id.as_str());
+                let ours =
+                    info.labels.get(LABEL_RUN).map(String::as_str) == Some(ctx.run_id.as_str());
                 if ours || adopting {
                     info
                 } else {
@@ -504,14 +603,21 @@ async fn process_partition(
                         destination: Some(destination.clone()),
                         finished_at: Some(Utc::now()),
                         error_reason: Some("duplicate".into()),
-                        error_message: Some("job ID already used by a job this audit log does not know".into()),
+                        error_message: Some(
+                            "job ID already used by a job this audit log does not know".into(),
+                        ),
                         ..Default::default()
                     })
                     .await?;
                     if foreign > MAX_FOREIGN_IDS {
                         return Err(RunFailure::Config {
-                            message: format!("partition {}: {MAX_FOREIGN_IDS} job IDs in a row already taken", p.id),
-                            hint: Some("the audit table does not match this project's job history".into()),
+                            message: format!(
+                                "partition {}: {MAX_FOREIGN_IDS} job IDs in a row already taken",
+                                p.id
+                            ),
+                            hint: Some(
+                                "the audit table does not match this project's job history".into(),
+                            ),
                         });
                     }
                     attempt += 1;
@@ -523,8 +629,23 @@ async fn process_partition(
             Err(e) => {
                 // Rejected outright (e.g. invalid configuration): this
                 // partition fails; nothing was written.
-                record_failure(ctx, cp, p, &job_id, attempt, fp, &destination, e.reason(), &e.to_string(), false, false).await?;
-                return Ok(PartitionResult::Failed { runtime: t0.elapsed() });
+                record_failure(
+                    ctx,
+                    cp,
+                    p,
+                    &job_id,
+                    attempt,
+                    fp,
+                    &destination,
+                    e.reason(),
+                    &e.to_string(),
+                    false,
+                    false,
+                )
+                .await?;
+                return Ok(PartitionResult::Failed {
+                    runtime: t0.elapsed(),
+                });
             }
         };
         ctx.emitter.emit(Event::PartitionStarted {
@@ -532,14 +653,17 @@ async fn process_partition(
             destination: destination.clone(),
             bq_job_id: job_id.clone(),
             attempt,
-            adopted: adopting || info.labels.get(LABEL_RUN).map(String::as_str) != Some(ctx.run_id.as_str()),
+            adopted: adopting
+                || info.labels.get(LABEL_RUN).map(String::as_str) != Some(ctx.run_id.as_str()),
         });
         match settle(ctx, cp, p, &job_id, attempt, fp, &destination, info, t0).await? {
             Settled::Done(r) => return Ok(r),
             Settled::RetryTransient => {}
         }
         if attempts_this_run >= s.retry.max_attempts || budget_spent(s, started) {
-            return Ok(PartitionResult::Failed { runtime: t0.elapsed() });
+            return Ok(PartitionResult::Failed {
+                runtime: t0.elapsed(),
+            });
         }
         let delay = retry::backoff_delay(&s.retry, attempts_this_run - 1, &mut rand::rng());
         ctx.emitter.emit(Event::RetryScheduled {
@@ -580,7 +704,8 @@ async fn settle(
 ) -> Result<Settled, RunFailure> {
     // A DONE job from jobs.insert/get may lack rows_written (filled in by
     // wait_for_job); a failed one needs nothing more.
-    let settled = info.error.is_some() || (info.state == JobState::Done && info.stats.rows_written.is_some());
+    let settled =
+        info.error.is_some() || (info.state == JobState::Done && info.stats.rows_written.is_some());
     let done = if settled {
         info
     } else {
@@ -624,8 +749,20 @@ async fn settle(
         Some(err) => {
             let retryable = retry::is_transient_job_reason(&err.reason);
             let will_retry = retryable && !ctx.cancel.is_cancelled();
-            record_failure(ctx, cp, p, job_id, attempt, fp, destination, &err.reason, &err.message, retryable, will_retry)
-                .await?;
+            record_failure(
+                ctx,
+                cp,
+                p,
+                job_id,
+                attempt,
+                fp,
+                destination,
+                &err.reason,
+                &err.message,
+                retryable,
+                will_retry,
+            )
+            .await?;
             if retryable {
                 Ok(Settled::RetryTransient)
             } else {
@@ -705,10 +842,15 @@ async fn cancel_in_flight(
     };
     match tokio::time::timeout(step, cp.record(&row)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("could not record CANCELLED: {e}; the next run adopts the job"),
+        Ok(Err(e)) => {
+            tracing::warn!("could not record CANCELLED: {e}; the next run adopts the job")
+        }
         Err(_) => tracing::warn!("recording CANCELLED timed out; the next run adopts the job"),
     }
-    ctx.emitter.emit(Event::PartitionCancelled { partition: p.id.clone(), bq_job_id: job_id.to_string() });
+    ctx.emitter.emit(Event::PartitionCancelled {
+        partition: p.id.clone(),
+        bq_job_id: job_id.to_string(),
+    });
 }
 
 /// States by partition, for `plan` and `status`.
@@ -733,10 +875,25 @@ mod tests {
     #[test]
     fn only_a_success_with_the_current_fingerprint_is_skipped() {
         assert_eq!(decide(None, "a"), Decision::Run(RunReason::New));
-        assert_eq!(decide(Some(&st(Status::Succeeded, "a")), "a"), Decision::Skip(SkipReason::AlreadySucceeded));
-        assert_eq!(decide(Some(&st(Status::Succeeded, "b")), "a"), Decision::Run(RunReason::StaleFingerprint));
-        assert_eq!(decide(Some(&st(Status::Running, "a")), "a"), Decision::Run(RunReason::AdoptRunning));
-        assert_eq!(decide(Some(&st(Status::Failed, "a")), "a"), Decision::Run(RunReason::PreviouslyFailed));
-        assert_eq!(decide(Some(&st(Status::Cancelled, "a")), "a"), Decision::Run(RunReason::PreviouslyCancelled));
+        assert_eq!(
+            decide(Some(&st(Status::Succeeded, "a")), "a"),
+            Decision::Skip(SkipReason::AlreadySucceeded)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Succeeded, "b")), "a"),
+            Decision::Run(RunReason::StaleFingerprint)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Running, "a")), "a"),
+            Decision::Run(RunReason::AdoptRunning)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Failed, "a")), "a"),
+            Decision::Run(RunReason::PreviouslyFailed)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Cancelled, "a")), "a"),
+            Decision::Run(RunReason::PreviouslyCancelled)
+        );
     }
 }

@@ -83,7 +83,9 @@ pub struct Throttle {
 impl Throttle {
     /// The pause after a partition that ran for `runtime`.
     pub fn pause_after(&self, runtime: Duration) -> Duration {
-        let secs = self.pause_seconds.max(self.pause_ratio * runtime.as_secs_f64());
+        let secs = self
+            .pause_seconds
+            .max(self.pause_ratio * runtime.as_secs_f64());
         Duration::from_secs_f64(secs.max(0.0))
     }
 }

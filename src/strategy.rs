@@ -39,15 +39,28 @@ pub fn for_settings(settings: &Settings) -> Box<dyn WriteStrategy> {
         options: settings.job_options.clone(),
     };
     match &settings.source {
-        Source::Query { sql } => Box::new(QueryStrategy { target, sql: sql.clone() }),
-        Source::Load(load) => Box::new(LoadStrategy { target, load: load.clone() }),
-        Source::Copy { table } => Box::new(CopyStrategy { target, source: table.clone() }),
+        Source::Query { sql } => Box::new(QueryStrategy {
+            target,
+            sql: sql.clone(),
+        }),
+        Source::Load(load) => Box::new(LoadStrategy {
+            target,
+            load: load.clone(),
+        }),
+        Source::Copy { table } => Box::new(CopyStrategy {
+            target,
+            source: table.clone(),
+        }),
     }
 }
 
 /// The decorated table reference of one partition: `table$ID`.
 pub fn decorated(table: &TableRef, partition: &Partition) -> TableReference {
-    TableReference::new(&table.project, &table.dataset, &format!("{}${}", table.table, partition.id))
+    TableReference::new(
+        &table.project,
+        &table.dataset,
+        &format!("{}${}", table.table, partition.id),
+    )
 }
 
 /// Human form of the decorated destination: `project.dataset.table$ID`.
@@ -60,7 +73,11 @@ pub fn partition_parameters(partition: &Partition) -> Vec<QueryParameter> {
     let ts = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
     vec![
         param("partition_id", "STRING", partition.id.clone()),
-        param("partition_date", "DATE", partition.date().format("%Y-%m-%d").to_string()),
+        param(
+            "partition_date",
+            "DATE",
+            partition.date().format("%Y-%m-%d").to_string(),
+        ),
         param("partition_start", "TIMESTAMP", ts(partition.start)),
         param("partition_end", "TIMESTAMP", ts(partition.end)),
     ]
@@ -69,8 +86,14 @@ pub fn partition_parameters(partition: &Partition) -> Vec<QueryParameter> {
 fn param(name: &str, ty: &str, value: String) -> QueryParameter {
     QueryParameter {
         name: Some(name.to_string()),
-        parameter_type: Some(QueryParameterType { r#type: ty.to_string(), ..Default::default() }),
-        parameter_value: Some(QueryParameterValue { value: Some(value), ..Default::default() }),
+        parameter_type: Some(QueryParameterType {
+            r#type: ty.to_string(),
+            ..Default::default()
+        }),
+        parameter_value: Some(QueryParameterValue {
+            value: Some(value),
+            ..Default::default()
+        }),
     }
 }
 
@@ -81,7 +104,10 @@ struct Target {
 
 impl Target {
     fn base(&self) -> JobConfiguration {
-        JobConfiguration { labels: None, ..Default::default() }
+        JobConfiguration {
+            labels: None,
+            ..Default::default()
+        }
     }
 }
 
@@ -141,7 +167,8 @@ pub fn expand_uri(template: &str, partition: &Partition) -> String {
         ("{day}", s.format("%d").to_string()),
         ("{hour}", s.format("%H").to_string()),
     ];
-    vars.iter().fold(template.to_string(), |acc, (k, v)| acc.replace(k, v))
+    vars.iter()
+        .fold(template.to_string(), |acc, (k, v)| acc.replace(k, v))
 }
 
 impl WriteStrategy for LoadStrategy {
@@ -205,7 +232,8 @@ pub fn job_labels(
     run_id: &str,
     partition: Option<&Partition>,
 ) -> HashMap<String, String> {
-    let mut labels: HashMap<String, String> = user.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut labels: HashMap<String, String> =
+        user.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     labels.insert(LABEL_JOB.into(), job.into());
     labels.insert(LABEL_RUN.into(), run_id.into());
     if let Some(p) = partition {
@@ -238,7 +266,10 @@ mod tests {
     fn uri_templates_expand_every_placeholder() {
         let p = day();
         assert_eq!(
-            expand_uri("gs://b/ev/dt={partition_date}/{year}/{month}/{day}/{hour}/{partition_id}-*.json", &p),
+            expand_uri(
+                "gs://b/ev/dt={partition_date}/{year}/{month}/{day}/{hour}/{partition_id}-*.json",
+                &p
+            ),
             "gs://b/ev/dt=2024-01-15/2024/01/15/00/20240115-*.json"
         );
     }
@@ -261,17 +292,36 @@ mod tests {
             vec![
                 ("partition_id".into(), "STRING".into(), "20240115".into()),
                 ("partition_date".into(), "DATE".into(), "2024-01-15".into()),
-                ("partition_start".into(), "TIMESTAMP".into(), "2024-01-15T00:00:00.000000Z".into()),
-                ("partition_end".into(), "TIMESTAMP".into(), "2024-01-16T00:00:00.000000Z".into()),
+                (
+                    "partition_start".into(),
+                    "TIMESTAMP".into(),
+                    "2024-01-15T00:00:00.000000Z".into()
+                ),
+                (
+                    "partition_end".into(),
+                    "TIMESTAMP".into(),
+                    "2024-01-16T00:00:00.000000Z".into()
+                ),
             ]
         );
     }
 
     #[test]
     fn decorated_destination_names_one_partition() {
-        let t = TableRef { project: "p".into(), dataset: "d".into(), table: "t".into() };
+        let t = TableRef {
+            project: "p".into(),
+            dataset: "d".into(),
+            table: "t".into(),
+        };
         let r = decorated(&t, &day());
-        assert_eq!((r.project_id.as_str(), r.dataset_id.as_str(), r.table_id.as_str()), ("p", "d", "t$20240115"));
+        assert_eq!(
+            (
+                r.project_id.as_str(),
+                r.dataset_id.as_str(),
+                r.table_id.as_str()
+            ),
+            ("p", "d", "t$20240115")
+        );
         assert_eq!(decorated_name(&t, &day()), "p.d.t$20240115");
     }
 }

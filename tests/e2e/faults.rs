@@ -17,7 +17,10 @@ fn jobs_of(env: &Env) -> Vec<Value> {
 
 /// Partition jobs (not lease claims) the emulator has seen.
 fn partition_jobs(env: &Env) -> Vec<Value> {
-    jobs_of(env).into_iter().filter(|j| s(&j["jobId"]).starts_with("bqb_") && !s(&j["jobId"]).contains("_lease_")).collect()
+    jobs_of(env)
+        .into_iter()
+        .filter(|j| s(&j["jobId"]).starts_with("bqb_") && !s(&j["jobId"]).contains("_lease_"))
+        .collect()
 }
 
 /// Read events from a running child until `pred` matches one; returns the lines read.
@@ -50,11 +53,30 @@ async fn transient_api_failures_are_retried_with_events_and_no_duplicate_jobs() 
     let r = env.run(&d, &[]);
     r.expect_code(0);
     let retries = r.of("retry_scheduled");
-    assert!(retries.len() >= 3, "each retry is announced: {:?}", r.stdout);
-    assert!(retries.iter().any(|e| e["operation"] == "jobs.insert" && s(&e["reason"]).contains("backendError")));
-    assert!(retries.iter().all(|e| e["delay_seconds"].as_f64().unwrap() >= 0.0 && e["next_at"].is_string()));
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-05")));
-    assert_eq!(partition_jobs(&env).len(), 4, "one job per partition despite the retries");
+    assert!(
+        retries.len() >= 3,
+        "each retry is announced: {:?}",
+        r.stdout
+    );
+    assert!(
+        retries
+            .iter()
+            .any(|e| e["operation"] == "jobs.insert" && s(&e["reason"]).contains("backendError"))
+    );
+    assert!(
+        retries
+            .iter()
+            .all(|e| e["delay_seconds"].as_f64().unwrap() >= 0.0 && e["next_at"].is_string())
+    );
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-05"))
+    );
+    assert_eq!(
+        partition_jobs(&env).len(),
+        4,
+        "one job per partition despite the retries"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,26 +86,53 @@ async fn an_insert_whose_outcome_was_unknown_attaches_to_the_job_it_created() {
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
     let r = env.run(&d, &[]);
     r.expect_code(0);
-    assert_eq!(partition_jobs(&env).len(), 2, "the retried insert met 409 and attached");
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-03")));
+    assert_eq!(
+        partition_jobs(&env).len(),
+        2,
+        "the retried insert met 409 and attached"
+    );
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_ending_with_a_transient_reason_is_retried_under_a_new_job_id() {
     let env = Env::demo("2024-01-01", "2024-01-04").await;
-    env.emu.faults().fail_jobs(JobMatcher::FirstContaining("20240102".into()), "backendError", "injected transient failure");
+    env.emu.faults().fail_jobs(
+        JobMatcher::FirstContaining("20240102".into()),
+        "backendError",
+        "injected transient failure",
+    );
     let d = env.descriptor("2024-01-01", "2024-01-04", json!({}));
     let r = env.run(&d, &[]);
     r.expect_code(0);
     let failed = r.of("partition_failed");
     assert_eq!(failed.len(), 1);
-    assert_eq!((failed[0]["retryable"].as_bool(), failed[0]["will_retry"].as_bool()), (Some(true), Some(true)));
-    let started: Vec<&Value> = r.of("partition_started").into_iter().filter(|e| e["partition"] == "20240102").collect();
+    assert_eq!(
+        (
+            failed[0]["retryable"].as_bool(),
+            failed[0]["will_retry"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    let started: Vec<&Value> = r
+        .of("partition_started")
+        .into_iter()
+        .filter(|e| e["partition"] == "20240102")
+        .collect();
     assert_eq!(started.len(), 2);
     assert_ne!(started[0]["bq_job_id"], started[1]["bq_job_id"]);
-    assert_eq!(started[1]["attempt"].as_u64(), Some(started[0]["attempt"].as_u64().unwrap() + 1));
+    assert_eq!(
+        started[1]["attempt"].as_u64(),
+        Some(started[0]["attempt"].as_u64().unwrap() + 1)
+    );
     assert_eq!(env.latest_status()["20240102"], "SUCCEEDED");
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-04")));
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-04"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,8 +193,15 @@ async fn a_job_killed_mid_flight_is_adopted_not_resubmitted() {
     assert_eq!(first["partition"], "20240101");
     assert_eq!(first["adopted"], true);
     assert_eq!(s(&first["bq_job_id"]), job_id);
-    assert_eq!(partition_jobs(&env).len(), inserts_before + 1, "only 20240102 was submitted");
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-03")));
+    assert_eq!(
+        partition_jobs(&env).len(),
+        inserts_before + 1,
+        "only 20240102 was submitted"
+    );
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
+    );
 }
 
 async fn signal_cancels(sig: i32, code: i32) {
@@ -168,11 +224,21 @@ async fn signal_cancels(sig: i32, code: i32) {
     assert_eq!(fin["status"], "cancelled");
     assert_eq!(fin["exit_code"], code);
     assert!(rest.iter().any(|e| e["event"] == "partition_cancelled"));
-    let job = jobs_of(&env).into_iter().find(|j| s(&j["jobId"]) == job_id).unwrap();
+    let job = jobs_of(&env)
+        .into_iter()
+        .find(|j| s(&j["jobId"]) == job_id)
+        .unwrap();
     assert_eq!(job["state"], "DONE");
-    assert_eq!(job["errorResult"]["reason"], "stopped", "the BigQuery job was cancelled: {job}");
+    assert_eq!(
+        job["errorResult"]["reason"], "stopped",
+        "the BigQuery job was cancelled: {job}"
+    );
     assert_eq!(env.latest_status()["20240101"], "CANCELLED");
-    assert!(env.rows(demo::ANALYTICS_DATASET, demo::DAILY_TABLE).is_empty(), "nothing written");
+    assert!(
+        env.rows(demo::ANALYTICS_DATASET, demo::DAILY_TABLE)
+            .is_empty(),
+        "nothing written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,16 +264,26 @@ async fn two_runners_on_one_job_one_refuses_and_the_table_is_right() {
     assert_eq!(codes, [0, 73], "a: {}\nb: {}", ra.stderr, rb.stderr);
     let loser = if ra.code == 73 { &ra } else { &rb };
     assert_eq!(loser.finished()["status"], "locked");
-    assert!(loser.of("partition_started").is_empty(), "the refused runner wrote nothing");
+    assert!(
+        loser.of("partition_started").is_empty(),
+        "the refused runner wrote nothing"
+    );
     assert_eq!(env.emu.stats().concurrency_violations, 0);
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-11")));
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-11"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
     env.emu.set_job_delay(Duration::from_secs(30));
-    let d = env.descriptor("2024-01-01", "2024-01-03", json!({"lease": {"ttl_seconds": 2}}));
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-03",
+        json!({"lease": {"ttl_seconds": 2}}),
+    );
     let mut child = env.spawn(&d, &[]);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     read_until(&mut out, |e| e["event"] == "partition_started");
@@ -221,7 +297,10 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
         std::thread::sleep(Duration::from_millis(2200));
         env.run(&d, &[]).expect_code(0);
     }
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-03")));
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,13 +316,19 @@ async fn the_time_budget_stops_cleanly_and_the_next_run_finishes() {
     assert_eq!(fin["failed"], 0);
     let done = fin["succeeded"].as_u64().unwrap();
     assert!(done >= 1);
-    assert!(env.latest_status().values().all(|s| s == "SUCCEEDED"), "no partition left RUNNING");
+    assert!(
+        env.latest_status().values().all(|s| s == "SUCCEEDED"),
+        "no partition left RUNNING"
+    );
 
     env.emu.set_job_delay(Duration::ZERO);
     let r = env.run(&d, &[]);
     r.expect_code(0);
     assert_eq!(r.finished()["skipped"].as_u64(), Some(done));
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-01-01"), date("2024-01-21")));
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-21"))
+    );
 }
 
 /// The chaos test: SIGKILL at 50+ random moments over repeated runs against
@@ -285,16 +370,29 @@ async fn chaos_random_kills_and_transient_failures_still_converge_exactly() {
     let r = last.expect("a final run succeeds");
     assert_eq!(r.finished()["status"], "succeeded");
     env.emu.faults().clear();
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-03-01"), date("2024-04-01")));
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-03-01"), date("2024-04-01"))
+    );
     let latest = env.latest_status();
     assert_eq!(latest.len(), 31);
     assert!(latest.values().all(|s| s == "SUCCEEDED"), "{latest:?}");
-    assert_eq!(env.emu.stats().concurrency_violations, 0, "no partition ever had two jobs running at once");
-    let per_partition: BTreeMap<String, usize> = partition_jobs(&env).iter().fold(BTreeMap::new(), |mut m, j| {
-        *m.entry(s(&j["labels"]["bq-backfill-partition"])).or_default() += 1;
-        m
-    });
+    assert_eq!(
+        env.emu.stats().concurrency_violations,
+        0,
+        "no partition ever had two jobs running at once"
+    );
+    let per_partition: BTreeMap<String, usize> =
+        partition_jobs(&env)
+            .iter()
+            .fold(BTreeMap::new(), |mut m, j| {
+                *m.entry(s(&j["labels"]["bq-backfill-partition"]))
+                    .or_default() += 1;
+                m
+            });
     let ids: BTreeSet<&String> = per_partition.keys().collect();
     assert_eq!(ids.len(), 31);
-    eprintln!("chaos: {kills} kills, {finished_early} runs finished before their kill, jobs per partition {per_partition:?}");
+    eprintln!(
+        "chaos: {kills} kills, {finished_early} runs finished before their kill, jobs per partition {per_partition:?}"
+    );
 }

@@ -26,15 +26,21 @@ pub fn date(s: &str) -> NaiveDate {
 impl Env {
     /// Emulator with the demo raw events for [start, end) and an empty destination.
     pub async fn demo(start: &str, end: &str) -> Env {
-        let emu = Emulator::start(Config::default()).await.expect("emulator starts");
-        demo::seed_over_http(&emu.base_url(), date(start), date(end)).await.expect("seed");
+        let emu = Emulator::start(Config::default())
+            .await
+            .expect("emulator starts");
+        demo::seed_over_http(&emu.base_url(), date(start), date(end))
+            .await
+            .expect("seed");
         Env { emu }
     }
 
     /// Emulator started with `config`, seeded with the demo for [start, end).
     pub async fn with_config(config: Config, start: &str, end: &str) -> Env {
         let emu = Emulator::start(config).await.expect("emulator starts");
-        demo::seed_over_http(&emu.base_url(), date(start), date(end)).await.expect("seed");
+        demo::seed_over_http(&emu.base_url(), date(start), date(end))
+            .await
+            .expect("seed");
         Env { emu }
     }
 
@@ -45,7 +51,9 @@ impl Env {
             "schema": {"fields": schema},
             "timePartitioning": partitioning,
         });
-        self.emu.create_table(demo::PROJECT, dataset, table, body).expect("table created");
+        self.emu
+            .create_table(demo::PROJECT, dataset, table, body)
+            .expect("table created");
     }
 
     pub fn host(&self) -> String {
@@ -92,7 +100,9 @@ impl Env {
 
     /// Rows of a table as (column → wire value) maps.
     pub fn rows(&self, dataset: &str, table: &str) -> Vec<Map<String, Value>> {
-        self.emu.read_rows(demo::PROJECT, dataset, table).expect("table readable")
+        self.emu
+            .read_rows(demo::PROJECT, dataset, table)
+            .expect("table readable")
     }
 
     /// The destination as (day, user, type) → events.
@@ -101,14 +111,20 @@ impl Env {
         for r in self.rows(demo::ANALYTICS_DATASET, demo::DAILY_TABLE) {
             let key = (s(&r["day"]), s(&r["user_id"]), s(&r["event_type"]));
             let n: i64 = s(&r["events"]).parse().expect("INT64 as a decimal string");
-            assert!(out.insert(key.clone(), n).is_none(), "row {key:?} appears twice: a partition was doubled");
+            assert!(
+                out.insert(key.clone(), n).is_none(),
+                "row {key:?} appears twice: a partition was doubled"
+            );
         }
         out
     }
 
     /// Audit rows of partitions (not lease rows).
     pub fn audit(&self) -> Vec<Map<String, Value>> {
-        self.rows(demo::OPS_DATASET, AUDIT).into_iter().filter(|r| !r["partition_id"].is_null()).collect()
+        self.rows(demo::OPS_DATASET, AUDIT)
+            .into_iter()
+            .filter(|r| !r["partition_id"].is_null())
+            .collect()
     }
 
     /// Latest audit status per partition (by recorded_at).
@@ -171,13 +187,24 @@ impl RunResult {
     }
 
     pub fn finished(&self) -> &Value {
-        let last = self.events.last().unwrap_or_else(|| panic!("no events; stderr:\n{}", self.stderr));
-        assert_eq!(last["event"], "run_finished", "last event must be run_finished; stderr:\n{}", self.stderr);
+        let last = self
+            .events
+            .last()
+            .unwrap_or_else(|| panic!("no events; stderr:\n{}", self.stderr));
+        assert_eq!(
+            last["event"], "run_finished",
+            "last event must be run_finished; stderr:\n{}",
+            self.stderr
+        );
         last
     }
 
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "exit code; stderr:\n{}\nstdout:\n{}", self.stderr, self.stdout);
+        assert_eq!(
+            self.code, code,
+            "exit code; stderr:\n{}\nstdout:\n{}",
+            self.stderr, self.stdout
+        );
         self
     }
 }
@@ -189,7 +216,15 @@ pub fn wait(child: Child) -> RunResult {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let events = stdout
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+        })
         .collect();
-    RunResult { code: out.status.code().unwrap_or(-1), events, stdout, stderr, elapsed: t0.elapsed() }
+    RunResult {
+        code: out.status.code().unwrap_or(-1),
+        events,
+        stdout,
+        stderr,
+        elapsed: t0.elapsed(),
+    }
 }

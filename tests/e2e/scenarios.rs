@@ -23,16 +23,33 @@ async fn a_year_of_daily_partitions_then_a_rerun_that_skips_everything() {
     assert_eq!(r.of("partition_succeeded").len(), 366);
     assert_eq!(r.of("run_started")[0]["partitions_to_run"], 366);
     let expected = demo::expected_daily(date("2024-01-01"), date("2025-01-01"));
-    assert_eq!(env.daily(), expected, "destination equals the per-day aggregates");
-    assert_eq!(env.emu.partition_ids(demo::PROJECT, demo::ANALYTICS_DATASET, demo::DAILY_TABLE).unwrap().len(), 366);
+    assert_eq!(
+        env.daily(),
+        expected,
+        "destination equals the per-day aggregates"
+    );
+    assert_eq!(
+        env.emu
+            .partition_ids(demo::PROJECT, demo::ANALYTICS_DATASET, demo::DAILY_TABLE)
+            .unwrap()
+            .len(),
+        366
+    );
     // Every partition went RUNNING -> SUCCEEDED in the audit log.
     let latest = env.latest_status();
     assert_eq!(latest.len(), 366);
     assert!(latest.values().all(|s| s == "SUCCEEDED"));
     // Job IDs are the deterministic ones, one per partition.
-    let ids: BTreeSet<String> = r.of("partition_started").iter().map(|e| s(&e["bq_job_id"])).collect();
+    let ids: BTreeSet<String> = r
+        .of("partition_started")
+        .iter()
+        .map(|e| s(&e["bq_job_id"]))
+        .collect();
     assert_eq!(ids.len(), 366);
-    assert!(ids.iter().all(|id| id.starts_with("bqb_events_daily_2024")), "{ids:?}");
+    assert!(
+        ids.iter().all(|id| id.starts_with("bqb_events_daily_2024")),
+        "{ids:?}"
+    );
 
     env.emu.reset_stats();
     let r2 = env.run(&d, &[]);
@@ -40,7 +57,11 @@ async fn a_year_of_daily_partitions_then_a_rerun_that_skips_everything() {
     assert_eq!(r2.of("partition_skipped").len(), 366);
     assert_eq!(r2.finished()["skipped"], 366);
     assert_eq!(env.stat("jobs.insert"), 0, "a rerun submits no job at all");
-    assert_eq!(env.stat("jobs.query"), 1, "one query reads every partition's latest state");
+    assert_eq!(
+        env.stat("jobs.query"),
+        1,
+        "one query reads every partition's latest state"
+    );
     assert_eq!(env.daily(), expected);
 }
 
@@ -57,7 +78,11 @@ async fn editing_the_query_reruns_every_partition_but_editing_the_throttle_rerun
     );
     let r = env.run(&throttled, &[]);
     r.expect_code(0);
-    assert_eq!(r.of("partition_skipped").len(), 10, "throttle/priority/labels do not change the fingerprint");
+    assert_eq!(
+        r.of("partition_skipped").len(),
+        10,
+        "throttle/priority/labels do not change the fingerprint"
+    );
 
     let edited = env.descriptor(
         "2024-03-01",
@@ -66,8 +91,15 @@ async fn editing_the_query_reruns_every_partition_but_editing_the_throttle_rerun
     );
     let r = env.run(&edited, &[]);
     r.expect_code(0);
-    assert_eq!(r.of("partition_succeeded").len(), 10, "a changed query makes every partition stale");
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-03-01"), date("2024-03-11")));
+    assert_eq!(
+        r.of("partition_succeeded").len(),
+        10,
+        "a changed query makes every partition stale"
+    );
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-03-01"), date("2024-03-11"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,17 +108,29 @@ async fn start_and_end_flags_override_the_range() {
     let d = env.descriptor("2024-05-01", "2024-05-31", json!({}));
     let r = env.run(&d, &["run", "--start", "2024-05-10", "--end", "2024-05-13"]);
     r.expect_code(0);
-    let ids: Vec<String> = r.of("partition_succeeded").iter().map(|e| s(&e["partition"])).collect();
+    let ids: Vec<String> = r
+        .of("partition_succeeded")
+        .iter()
+        .map(|e| s(&e["partition"]))
+        .collect();
     assert_eq!(ids, vec!["20240510", "20240511", "20240512"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newest_first_order_and_a_partition_list() {
     let env = Env::demo("2024-06-01", "2024-06-08").await;
-    let d = env.descriptor("2024-06-01", "2024-06-04", json!({"partitions": {"order": "newest_first"}}));
+    let d = env.descriptor(
+        "2024-06-01",
+        "2024-06-04",
+        json!({"partitions": {"order": "newest_first"}}),
+    );
     let r = env.run(&d, &[]);
     r.expect_code(0);
-    let ids: Vec<String> = r.of("partition_succeeded").iter().map(|e| s(&e["partition"])).collect();
+    let ids: Vec<String> = r
+        .of("partition_succeeded")
+        .iter()
+        .map(|e| s(&e["partition"]))
+        .collect();
     assert_eq!(ids, vec!["20240603", "20240602", "20240601"]);
 
     let list = env.descriptor(
@@ -96,16 +140,31 @@ async fn newest_first_order_and_a_partition_list() {
     );
     let r = env.run(&list, &[]);
     r.expect_code(0);
-    let ids: BTreeSet<String> = r.of("partition_succeeded").iter().map(|e| s(&e["partition"])).collect();
-    assert_eq!(ids, BTreeSet::from(["20240605".to_string(), "20240607".to_string()]));
+    let ids: BTreeSet<String> = r
+        .of("partition_succeeded")
+        .iter()
+        .map(|e| s(&e["partition"]))
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from(["20240605".to_string(), "20240607".to_string()])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_partition_is_recorded_and_only_it_is_retried_next_time() {
     let env = Env::demo("2024-02-01", "2024-02-06").await;
     // Every job writing 2024-02-03 ends with a permanent error.
-    env.emu.faults().fail_jobs(JobMatcher::IdContains("20240203".into()), "invalidQuery", "Syntax error: injected by the test");
-    let d = env.descriptor("2024-02-01", "2024-02-06", json!({"on_failure": "continue"}));
+    env.emu.faults().fail_jobs(
+        JobMatcher::IdContains("20240203".into()),
+        "invalidQuery",
+        "Syntax error: injected by the test",
+    );
+    let d = env.descriptor(
+        "2024-02-01",
+        "2024-02-06",
+        json!({"on_failure": "continue"}),
+    );
     let r = env.run(&d, &[]);
     r.expect_code(1);
     let failed = r.of("partition_failed");
@@ -117,27 +176,49 @@ async fn a_failing_partition_is_recorded_and_only_it_is_retried_next_time() {
     assert_eq!(r.finished()["failed"], 1);
     assert_eq!(r.finished()["succeeded"], 4);
     assert_eq!(env.latest_status()["20240203"], "FAILED");
-    let row = env.audit().into_iter().find(|r| r["status"] == "FAILED").unwrap();
+    let row = env
+        .audit()
+        .into_iter()
+        .find(|r| r["status"] == "FAILED")
+        .unwrap();
     assert_eq!(row["error_reason"], "invalidQuery");
 
     env.emu.faults().clear();
     let r = env.run(&d, &[]);
     r.expect_code(0);
-    let ran: Vec<String> = r.of("partition_succeeded").iter().map(|e| s(&e["partition"])).collect();
+    let ran: Vec<String> = r
+        .of("partition_succeeded")
+        .iter()
+        .map(|e| s(&e["partition"]))
+        .collect();
     assert_eq!(ran, vec!["20240203"]);
     assert_eq!(r.of("partition_skipped").len(), 4);
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-02-01"), date("2024-02-06")));
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-02-01"), date("2024-02-06"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_failure_stop_leaves_the_rest_pending() {
     let env = Env::demo("2024-02-01", "2024-02-06").await;
-    env.emu.faults().fail_jobs(JobMatcher::IdContains("20240202".into()), "invalidQuery", "Syntax error: injected");
+    env.emu.faults().fail_jobs(
+        JobMatcher::IdContains("20240202".into()),
+        "invalidQuery",
+        "Syntax error: injected",
+    );
     let d = env.descriptor("2024-02-01", "2024-02-06", json!({}));
     let r = env.run(&d, &[]);
     r.expect_code(1);
     let fin = r.finished();
-    assert_eq!((fin["succeeded"].as_u64(), fin["failed"].as_u64(), fin["pending"].as_u64()), (Some(1), Some(1), Some(3)));
+    assert_eq!(
+        (
+            fin["succeeded"].as_u64(),
+            fin["failed"].as_u64(),
+            fin["pending"].as_u64()
+        ),
+        (Some(1), Some(1), Some(3))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,17 +235,28 @@ async fn run_finished_is_the_last_line_of_stdout_and_stderr_together_even_when_v
         .stdout(writer.try_clone().unwrap())
         .stderr(writer);
     let mut child = cmd.spawn().unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &serde_json::to_vec(&d).unwrap()).unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        &serde_json::to_vec(&d).unwrap(),
+    )
+    .unwrap();
     drop(cmd);
     let status = child.wait().unwrap();
     let mut text = String::new();
     std::io::Read::read_to_string(&mut { reader }, &mut text).unwrap();
     assert_eq!(status.code(), Some(0), "{text}");
-    assert!(text.lines().count() > 10, "verbose logging produced lines: {text}");
+    assert!(
+        text.lines().count() > 10,
+        "verbose logging produced lines: {text}"
+    );
     let last = text.trim_end_matches('\n').lines().last().unwrap();
-    let v: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|_| panic!("last line is not JSON: {last}"));
+    let v: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|_| panic!("last line is not JSON: {last}"));
     assert_eq!(v["event"], "run_finished");
-    assert!(text.ends_with('\n') && !text.ends_with("\n\n"), "nothing follows the summary line");
+    assert!(
+        text.ends_with('\n') && !text.ends_with("\n\n"),
+        "nothing follows the summary line"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,14 +280,23 @@ async fn a_killed_run_resumes_without_doubling_or_losing_a_partition() {
     child.kill().unwrap();
     let _ = child.wait();
     let before = env.latest_status();
-    assert!(before.len() >= 15 && before.len() < 31, "killed half-way: {before:?}");
+    assert!(
+        before.len() >= 15 && before.len() < 31,
+        "killed half-way: {before:?}"
+    );
 
     env.emu.set_job_delay(Duration::ZERO);
     let r = env.run(&d, &["--force-unlock"]);
     r.expect_code(0);
-    assert_eq!(env.daily(), demo::expected_daily(date("2024-07-01"), date("2024-08-01")));
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-07-01"), date("2024-08-01"))
+    );
     let latest = env.latest_status();
     assert_eq!(latest.len(), 31);
     assert!(latest.values().all(|s| s == "SUCCEEDED"), "{latest:?}");
-    assert_eq!(r.finished()["skipped"].as_u64().unwrap() + r.finished()["succeeded"].as_u64().unwrap(), 31);
+    assert_eq!(
+        r.finished()["skipped"].as_u64().unwrap() + r.finished()["succeeded"].as_u64().unwrap(),
+        31
+    );
 }

@@ -13,7 +13,9 @@ fn raw(start: &str, end: &str) -> Vec<(DateTime<Utc>, String)> {
     demo::days(date(start), date(end))
         .flat_map(demo::events_for_day)
         .map(|r| {
-            let ts = DateTime::parse_from_rfc3339(r["event_ts"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+            let ts = DateTime::parse_from_rfc3339(r["event_ts"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&Utc);
             (ts, r["event_type"].as_str().unwrap().to_string())
         })
         .collect()
@@ -23,7 +25,11 @@ fn table_counts(env: &Env, table: &str, key: &[&str]) -> BTreeMap<Vec<String>, i
     let mut out = BTreeMap::new();
     for r in env.rows(demo::ANALYTICS_DATASET, table) {
         let k: Vec<String> = key.iter().map(|c| s(&r[*c])).collect();
-        assert!(out.insert(k, s(&r["events"]).parse::<i64>().unwrap()).is_none(), "duplicate row");
+        assert!(
+            out.insert(k, s(&r["events"]).parse::<i64>().unwrap())
+                .is_none(),
+            "duplicate row"
+        );
     }
     out
 }
@@ -50,8 +56,17 @@ async fn hourly_partitions() {
     );
     let r = env.run(&d, &[]);
     r.expect_code(0);
-    let ids: Vec<String> = r.of("partition_succeeded").iter().map(|e| s(&e["partition"])).collect();
-    assert_eq!(ids, (0..6).map(|h| format!("20240101{h:02}")).collect::<Vec<_>>());
+    let ids: Vec<String> = r
+        .of("partition_succeeded")
+        .iter()
+        .map(|e| s(&e["partition"]))
+        .collect();
+    assert_eq!(
+        ids,
+        (0..6)
+            .map(|h| format!("20240101{h:02}"))
+            .collect::<Vec<_>>()
+    );
     let mut expected: BTreeMap<u32, i64> = BTreeMap::new();
     for (ts, _) in raw("2024-01-01", "2024-01-02") {
         if ts.hour() < 6 {
@@ -91,13 +106,22 @@ async fn monthly_and_yearly_partitions() {
     );
     let r = env.run(&d, &[]);
     r.expect_code(0);
-    let ids: Vec<String> = r.of("partition_succeeded").iter().map(|e| s(&e["partition"])).collect();
+    let ids: Vec<String> = r
+        .of("partition_succeeded")
+        .iter()
+        .map(|e| s(&e["partition"]))
+        .collect();
     assert_eq!(ids, vec!["202401", "202402", "202403"]);
     let mut expected: BTreeMap<Vec<String>, i64> = BTreeMap::new();
     for (ts, ty) in raw("2024-01-01", "2024-04-01") {
-        *expected.entry(vec![format!("2024-{:02}-01", ts.month()), ty]).or_default() += 1;
+        *expected
+            .entry(vec![format!("2024-{:02}-01", ts.month()), ty])
+            .or_default() += 1;
     }
-    assert_eq!(table_counts(&env, "events_monthly", &["month", "event_type"]), expected);
+    assert_eq!(
+        table_counts(&env, "events_monthly", &["month", "event_type"]),
+        expected
+    );
 
     env.table(
         demo::ANALYTICS_DATASET,
@@ -121,7 +145,10 @@ async fn monthly_and_yearly_partitions() {
     r.expect_code(0);
     assert_eq!(r.of("partition_succeeded")[0]["partition"], "2024");
     let total = raw("2024-01-01", "2024-04-01").len() as i64;
-    assert_eq!(table_counts(&env, "events_yearly", &["year_start"]), BTreeMap::from([(vec!["2024-01-01".to_string()], total)]));
+    assert_eq!(
+        table_counts(&env, "events_yearly", &["year_start"]),
+        BTreeMap::from([(vec!["2024-01-01".to_string()], total)])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,15 +157,22 @@ async fn a_load_source_fills_each_partition_from_its_own_files() {
     let expected = demo::expected_daily(date("2024-01-01"), date("2024-01-05"));
     // One folder per day, as an upstream export would write them.
     for ((day, user, ty), n) in &expected {
-        let dir = gcs.path().join("exports/events_daily").join(format!("dt={day}"));
+        let dir = gcs
+            .path()
+            .join("exports/events_daily")
+            .join(format!("dt={day}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let line = json!({"day": day, "user_id": user, "event_type": ty, "events": n}).to_string() + "\n";
+        let line =
+            json!({"day": day, "user_id": user, "event_type": ty, "events": n}).to_string() + "\n";
         let f = dir.join(format!("part-{}.json", &user[1..]));
         let mut existing = std::fs::read_to_string(&f).unwrap_or_default();
         existing.push_str(&line);
         std::fs::write(f, existing).unwrap();
     }
-    let config = Config { gcs_root: Some(gcs.path().to_path_buf()), ..Config::default() };
+    let config = Config {
+        gcs_root: Some(gcs.path().to_path_buf()),
+        ..Config::default()
+    };
     let env = Env::with_config(config, "2024-01-01", "2024-01-01").await;
     let d = env.descriptor(
         "2024-01-01",
@@ -151,7 +185,11 @@ async fn a_load_source_fills_each_partition_from_its_own_files() {
     let r = env.run(&d, &[]);
     r.expect_code(0);
     assert_eq!(r.of("partition_succeeded").len(), 4);
-    let rows: i64 = r.of("partition_succeeded").iter().map(|e| e["rows_written"].as_i64().unwrap()).sum();
+    let rows: i64 = r
+        .of("partition_succeeded")
+        .iter()
+        .map(|e| e["rows_written"].as_i64().unwrap())
+        .sum();
     assert_eq!(rows as usize, expected.len());
     assert_eq!(env.daily(), expected);
 }
@@ -169,10 +207,20 @@ async fn a_copy_source_copies_the_same_partition() {
     let rows: Vec<Map<String, Value>> = expected
         .iter()
         .map(|((day, user, ty), n)| {
-            json!({"day": day, "user_id": user, "event_type": ty, "events": n}).as_object().unwrap().clone()
+            json!({"day": day, "user_id": user, "event_type": ty, "events": n})
+                .as_object()
+                .unwrap()
+                .clone()
         })
         .collect();
-    env.emu.insert_rows(demo::PROJECT, demo::ANALYTICS_DATASET, "events_daily_staging", rows).unwrap();
+    env.emu
+        .insert_rows(
+            demo::PROJECT,
+            demo::ANALYTICS_DATASET,
+            "events_daily_staging",
+            rows,
+        )
+        .unwrap();
     let d = env.descriptor(
         "2024-01-01",
         "2024-01-04",

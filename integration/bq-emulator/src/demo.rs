@@ -73,7 +73,9 @@ impl SplitMix64 {
 
 /// The raw events of one day: 60–140 events from 25 users, deterministic.
 pub fn events_for_day(day: NaiveDate) -> Vec<Map<String, Value>> {
-    let seed = day.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as u64;
+    let seed = day
+        .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+        .num_days() as u64;
     let mut rng = SplitMix64(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xB0B);
     let n = 60 + rng.below(81);
     let start = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap());
@@ -85,8 +87,14 @@ pub fn events_for_day(day: NaiveDate) -> Vec<Map<String, Value>> {
             let user = format!("u{:03}", 1 + rng.below(25));
             let amount = (event_type == "purchase").then(|| (rng.below(10_000) as f64) / 100.0);
             let mut row = Map::new();
-            row.insert("event_id".into(), json!(format!("{}-{:04}", day.format("%Y%m%d"), i)));
-            row.insert("event_ts".into(), json!(ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+            row.insert(
+                "event_id".into(),
+                json!(format!("{}-{:04}", day.format("%Y%m%d"), i)),
+            );
+            row.insert(
+                "event_ts".into(),
+                json!(ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            );
             row.insert("user_id".into(), json!(user));
             row.insert("event_type".into(), json!(event_type));
             row.insert("amount".into(), amount.map_or(Value::Null, |a| json!(a)));
@@ -120,13 +128,25 @@ pub fn expected_daily(start: NaiveDate, end: NaiveDate) -> BTreeMap<(String, Str
 /// Seed the demo over the REST API of a running emulator (or anything that
 /// speaks BigQuery's REST v2): datasets, the raw table with [start, end) of
 /// events, and the empty destination table.
-pub async fn seed_over_http(base_url: &str, start: NaiveDate, end: NaiveDate) -> Result<usize, String> {
+pub async fn seed_over_http(
+    base_url: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Result<usize, String> {
     let http = reqwest::Client::new();
-    let api = format!("{}/bigquery/v2/projects/{PROJECT}", base_url.trim_end_matches('/'));
+    let api = format!(
+        "{}/bigquery/v2/projects/{PROJECT}",
+        base_url.trim_end_matches('/')
+    );
     let post = |url: String, body: Value| {
         let http = http.clone();
         async move {
-            let resp = http.post(&url).json(&body).send().await.map_err(|e| format!("{url}: {e}"))?;
+            let resp = http
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             // 409: already there (seeding twice is fine).
@@ -138,10 +158,18 @@ pub async fn seed_over_http(base_url: &str, start: NaiveDate, end: NaiveDate) ->
         }
     };
     for ds in [RAW_DATASET, ANALYTICS_DATASET, OPS_DATASET] {
-        post(format!("{api}/datasets"), json!({"datasetReference": {"projectId": PROJECT, "datasetId": ds}})).await?;
+        post(
+            format!("{api}/datasets"),
+            json!({"datasetReference": {"projectId": PROJECT, "datasetId": ds}}),
+        )
+        .await?;
     }
     post(format!("{api}/datasets/{RAW_DATASET}/tables"), raw_table()).await?;
-    post(format!("{api}/datasets/{ANALYTICS_DATASET}/tables"), daily_table()).await?;
+    post(
+        format!("{api}/datasets/{ANALYTICS_DATASET}/tables"),
+        daily_table(),
+    )
+    .await?;
     let mut total = 0;
     for day in days(start, end) {
         let rows: Vec<Value> = events_for_day(day)
@@ -154,7 +182,10 @@ pub async fn seed_over_http(base_url: &str, start: NaiveDate, end: NaiveDate) ->
             json!({"kind": "bigquery#tableDataInsertAllRequest", "rows": rows}),
         )
         .await?;
-        if resp.get("insertErrors").is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty())) {
+        if resp
+            .get("insertErrors")
+            .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()))
+        {
             return Err(format!("insertAll for {day}: {resp}"));
         }
     }

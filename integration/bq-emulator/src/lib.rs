@@ -258,7 +258,11 @@ impl Emulator {
     /// lists them (`jobId`, `state`, `destination`, `labels`, `errorResult`, times).
     pub fn jobs(&self) -> Vec<Value> {
         let jobs = lock(&self.state.jobs);
-        let mut list: Vec<_> = jobs.jobs.values().map(|j| (j.data.seq, j.data.summary())).collect();
+        let mut list: Vec<_> = jobs
+            .jobs
+            .values()
+            .map(|j| (j.data.seq, j.data.summary()))
+            .collect();
         list.sort_by_key(|(seq, _)| *seq);
         list.into_iter().map(|(_, v)| v).collect()
     }

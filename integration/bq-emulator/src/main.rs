@@ -58,7 +58,12 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let (port, data, gcs_root, job_delay_ms) = match Cli::parse().command {
-        Command::Serve { port, data, gcs_root, job_delay_ms } => (port, data, gcs_root, job_delay_ms),
+        Command::Serve {
+            port,
+            data,
+            gcs_root,
+            job_delay_ms,
+        } => (port, data, gcs_root, job_delay_ms),
         Command::SeedDemo { url, start, end } => return seed(&url, start, end).await,
     };
     let config = Config {
@@ -83,7 +88,9 @@ async fn main() -> ExitCode {
 async fn seed(url: &str, start: chrono::NaiveDate, end: chrono::NaiveDate) -> ExitCode {
     match bq_emulator::demo::seed_over_http(url, start, end).await {
         Ok(n) => {
-            eprintln!("seeded {n} raw events from {start} to {end} (exclusive) into demo-project.raw.events");
+            eprintln!(
+                "seeded {n} raw events from {start} to {end} (exclusive) into demo-project.raw.events"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -4,6 +4,8 @@
 //! stderr, and open ZERO connections to BigQuery: `BIGQUERY_EMULATOR_HOST`
 //! points at a listener that only counts connection attempts.
 
+#![allow(clippy::print_stderr)]
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

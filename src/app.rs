@@ -343,6 +343,16 @@ pub fn finish_invalid(
     });
 }
 
+/// Read-only access to the job's audit log (`plan`, `status`).
+fn audit_reader(bq: &BigQuery, settings: &Settings) -> Checkpoints {
+    Checkpoints::new(
+        bq.clone(),
+        settings.checkpoint_table.clone(),
+        &settings.job,
+        "read-only",
+    )
+}
+
 /// `plan`: what a run would do with each partition, and why. Reads the
 /// destination and the audit log; writes nothing (not even the audit table).
 pub async fn plan_command(
@@ -353,12 +363,7 @@ pub async fn plan_command(
 ) -> Result<i32, RunFailure> {
     let bq = connect(&settings, api, env).await?;
     runner::preflight(&bq, &settings).await?;
-    let cp = Checkpoints::new(
-        bq.clone(),
-        settings.checkpoint_table.clone(),
-        &settings.job,
-        "plan",
-    );
+    let cp = audit_reader(&bq, &settings);
     let states = if cp.exists().await? {
         cp.latest_states().await?
     } else {
@@ -403,12 +408,7 @@ pub async fn status_command(
     out: &mut dyn Write,
 ) -> Result<i32, RunFailure> {
     let bq = connect(&settings, api, env).await?;
-    let cp = Checkpoints::new(
-        bq.clone(),
-        settings.checkpoint_table.clone(),
-        &settings.job,
-        "status",
-    );
+    let cp = audit_reader(&bq, &settings);
     if !cp.exists().await? {
         return Err(RunFailure::Config {
             message: format!(

@@ -80,6 +80,36 @@ pub struct AuditRow {
     pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
+impl AuditRow {
+    /// A partition's state-change row with the fields every one carries.
+    pub fn partition(
+        partition_id: &str,
+        status: Status,
+        attempt: u32,
+        bq_job_id: &str,
+        fingerprint: &str,
+        destination: &str,
+    ) -> AuditRow {
+        AuditRow {
+            partition_id: Some(partition_id.to_string()),
+            status: Some(status),
+            attempt: Some(attempt),
+            bq_job_id: Some(bq_job_id.to_string()),
+            fingerprint: Some(fingerprint.to_string()),
+            destination: Some(destination.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// Finished now, with BigQuery's (or our) error reason and message.
+    pub fn ended_with(mut self, reason: &str, message: &str) -> AuditRow {
+        self.finished_at = Some(Utc::now());
+        self.error_reason = Some(reason.to_string());
+        self.error_message = Some(message.to_string());
+        self
+    }
+}
+
 /// The latest recorded state of one partition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionState {

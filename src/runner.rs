@@ -535,19 +535,17 @@ async fn process_partition(
                     ctx.bq.cancel_job(&jid).await?;
                     let _ = ctx.bq.wait_for_job(&jid).await?;
                 }
-                cp.record(&AuditRow {
-                    partition_id: Some(p.id.clone()),
-                    status: Some(Status::Cancelled),
-                    attempt: Some(st.attempt),
-                    bq_job_id: Some(jid.clone()),
-                    fingerprint: st.fingerprint.clone(),
-                    destination: Some(destination.clone()),
-                    finished_at: Some(Utc::now()),
-                    error_reason: Some("stale".into()),
-                    error_message: Some("superseded by a run with a different fingerprint".into()),
-                    ..Default::default()
-                })
-                .await?;
+                let old_fp = st.fingerprint.as_deref().unwrap_or_default();
+                let row = AuditRow::partition(
+                    &p.id,
+                    Status::Cancelled,
+                    st.attempt,
+                    &jid,
+                    old_fp,
+                    &destination,
+                )
+                .ended_with("stale", "superseded by a run with a different fingerprint");
+                cp.record(&row).await?;
             }
             None if same_logic => {
                 // Recorded but never inserted (killed in between): insert
@@ -569,14 +567,8 @@ async fn process_partition(
         let job_id = fingerprint::job_id(&s.job, &p.id, fp, attempt);
         let adopting = known_job.as_deref() == Some(job_id.as_str());
         cp.record(&AuditRow {
-            partition_id: Some(p.id.clone()),
-            status: Some(Status::Running),
-            attempt: Some(attempt),
-            bq_job_id: Some(job_id.clone()),
-            fingerprint: Some(fp.to_string()),
-            destination: Some(destination.clone()),
             started_at: Some(Utc::now()),
-            ..Default::default()
+            ..AuditRow::partition(&p.id, Status::Running, attempt, &job_id, fp, &destination)
         })
         .await?;
         let mut config = strategy.job_configuration(p);
@@ -594,21 +586,19 @@ async fn process_partition(
                     // audit table was recreated): never adopt a stranger.
                     foreign += 1;
                     tracing::warn!(job = %job_id, "job ID already used by an unrecorded job; taking the next attempt number");
-                    cp.record(&AuditRow {
-                        partition_id: Some(p.id.clone()),
-                        status: Some(Status::Failed),
-                        attempt: Some(attempt),
-                        bq_job_id: Some(job_id.clone()),
-                        fingerprint: Some(fp.to_string()),
-                        destination: Some(destination.clone()),
-                        finished_at: Some(Utc::now()),
-                        error_reason: Some("duplicate".into()),
-                        error_message: Some(
-                            "job ID already used by a job this audit log does not know".into(),
-                        ),
-                        ..Default::default()
-                    })
-                    .await?;
+                    let row = AuditRow::partition(
+                        &p.id,
+                        Status::Failed,
+                        attempt,
+                        &job_id,
+                        fp,
+                        &destination,
+                    )
+                    .ended_with(
+                        "duplicate",
+                        "job ID already used by a job this audit log does not know",
+                    );
+                    cp.record(&row).await?;
                     if foreign > MAX_FOREIGN_IDS {
                         return Err(RunFailure::Config {
                             message: format!(
@@ -721,18 +711,12 @@ async fn settle(
     match &done.error {
         None => {
             cp.record(&AuditRow {
-                partition_id: Some(p.id.clone()),
-                status: Some(Status::Succeeded),
-                attempt: Some(attempt),
-                bq_job_id: Some(job_id.to_string()),
-                fingerprint: Some(fp.to_string()),
-                destination: Some(destination.to_string()),
                 started_at: done.stats.start_time,
                 finished_at: done.stats.end_time.or_else(|| Some(Utc::now())),
                 rows_written: done.stats.rows_written,
                 bytes_processed: done.stats.bytes_processed,
                 bytes_billed: done.stats.bytes_billed,
-                ..Default::default()
+                ..AuditRow::partition(&p.id, Status::Succeeded, attempt, job_id, fp, destination)
             })
             .await?;
             ctx.emitter.emit(Event::PartitionSucceeded {
@@ -786,19 +770,9 @@ async fn record_failure(
     retryable: bool,
     will_retry: bool,
 ) -> Result<(), RunFailure> {
-    cp.record(&AuditRow {
-        partition_id: Some(p.id.clone()),
-        status: Some(Status::Failed),
-        attempt: Some(attempt),
-        bq_job_id: Some(job_id.to_string()),
-        fingerprint: Some(fp.to_string()),
-        destination: Some(destination.to_string()),
-        finished_at: Some(Utc::now()),
-        error_reason: Some(reason.to_string()),
-        error_message: Some(message.to_string()),
-        ..Default::default()
-    })
-    .await?;
+    let row = AuditRow::partition(&p.id, Status::Failed, attempt, job_id, fp, destination)
+        .ended_with(reason, message);
+    cp.record(&row).await?;
     ctx.emitter.emit(Event::PartitionFailed {
         partition: p.id.clone(),
         bq_job_id: Some(job_id.to_string()),
@@ -828,18 +802,8 @@ async fn cancel_in_flight(
         Ok(Err(e)) => tracing::warn!(job = %job_id, "could not cancel the in-flight job: {e}"),
         Err(_) => tracing::warn!(job = %job_id, "cancelling the in-flight job timed out"),
     }
-    let row = AuditRow {
-        partition_id: Some(p.id.clone()),
-        status: Some(Status::Cancelled),
-        attempt: Some(attempt),
-        bq_job_id: Some(job_id.to_string()),
-        fingerprint: Some(fp.to_string()),
-        destination: Some(destination.to_string()),
-        finished_at: Some(Utc::now()),
-        error_reason: Some("stopped".into()),
-        error_message: Some("cancelled by signal".into()),
-        ..Default::default()
-    };
+    let row = AuditRow::partition(&p.id, Status::Cancelled, attempt, job_id, fp, destination)
+        .ended_with("stopped", "cancelled by signal");
     match tokio::time::timeout(step, cp.record(&row)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

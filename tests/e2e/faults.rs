@@ -175,7 +175,7 @@ async fn rows_outside_the_partition_fail_the_job_and_leave_the_partition_alone()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_killed_mid_flight_is_adopted_not_resubmitted() {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
-    env.emu.set_job_delay(Duration::from_millis(1500));
+    env.slow_partition_jobs(Duration::from_millis(1500));
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
     let mut child = env.spawn(&d, &[]);
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -185,7 +185,7 @@ async fn a_job_killed_mid_flight_is_adopted_not_resubmitted() {
     child.wait().unwrap();
     assert_eq!(env.latest_status()["20240101"], "RUNNING");
 
-    env.emu.set_job_delay(Duration::from_millis(10));
+    env.normal_speed();
     let inserts_before = partition_jobs(&env).len();
     let r = env.run(&d, &["--force-unlock"]);
     r.expect_code(0);
@@ -206,7 +206,7 @@ async fn a_job_killed_mid_flight_is_adopted_not_resubmitted() {
 
 async fn signal_cancels(sig: i32, code: i32) {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
-    env.emu.set_job_delay(Duration::from_secs(30));
+    env.slow_partition_jobs(Duration::from_secs(30));
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
     let mut child = env.spawn(&d, &[]);
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -278,7 +278,7 @@ async fn two_runners_on_one_job_one_refuses_and_the_table_is_right() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
-    env.emu.set_job_delay(Duration::from_secs(30));
+    env.slow_partition_jobs(Duration::from_secs(30));
     let d = env.descriptor(
         "2024-01-01",
         "2024-01-03",
@@ -289,7 +289,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
     read_until(&mut out, |e| e["event"] == "partition_started");
     child.kill().unwrap();
     child.wait().unwrap();
-    env.emu.set_job_delay(Duration::ZERO);
+    env.normal_speed();
     // The zombie's lease is still live for up to 2 s: refused.
     let r = env.run(&d, &[]);
     assert!(r.code == 73 || r.code == 0, "{}", r.stderr);
@@ -306,7 +306,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_time_budget_stops_cleanly_and_the_next_run_finishes() {
     let env = Env::demo("2024-01-01", "2024-01-21").await;
-    env.emu.set_job_delay(Duration::from_millis(150));
+    env.slow_partition_jobs(Duration::from_millis(150));
     let d = env.descriptor("2024-01-01", "2024-01-21", json!({}));
     let r = env.run(&d, &["--max-runtime", "1"]);
     r.expect_code(75);
@@ -321,7 +321,7 @@ async fn the_time_budget_stops_cleanly_and_the_next_run_finishes() {
         "no partition left RUNNING"
     );
 
-    env.emu.set_job_delay(Duration::ZERO);
+    env.normal_speed();
     let r = env.run(&d, &[]);
     r.expect_code(0);
     assert_eq!(r.finished()["skipped"].as_u64(), Some(done));

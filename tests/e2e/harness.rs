@@ -141,6 +141,21 @@ impl Env {
         out
     }
 
+    /// Make the backfill's partition jobs (IDs `bqb_<job>_2024…`) spend `d`
+    /// RUNNING; audit queries and lease claims stay fast.
+    pub fn slow_partition_jobs(&self, d: Duration) {
+        self.emu.faults().slow_jobs(
+            bq_emulator::JobMatcher::IdPrefix("bqb_events_daily_2024".into()),
+            d,
+        );
+    }
+
+    /// Undo [`Env::slow_partition_jobs`] and every other fault.
+    pub fn normal_speed(&self) {
+        self.emu.faults().clear();
+        self.emu.set_job_delay(Duration::ZERO);
+    }
+
     pub fn stat(&self, method: &str) -> u64 {
         let stats = serde_json::to_value(self.emu.stats()).unwrap();
         stats["requests"][method].as_u64().unwrap_or(0)

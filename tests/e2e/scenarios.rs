@@ -285,7 +285,7 @@ async fn a_killed_run_resumes_without_doubling_or_losing_a_partition() {
         "killed half-way: {before:?}"
     );
 
-    env.emu.set_job_delay(Duration::ZERO);
+    env.normal_speed();
     let r = env.run(&d, &["--force-unlock"]);
     r.expect_code(0);
     assert_eq!(
@@ -298,5 +298,133 @@ async fn a_killed_run_resumes_without_doubling_or_losing_a_partition() {
     assert_eq!(
         r.finished()["skipped"].as_u64().unwrap() + r.finished()["succeeded"].as_u64().unwrap(),
         31
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_and_status_show_what_would_run_and_what_ran_without_writing() {
+    let env = Env::demo("2024-09-01", "2024-09-05").await;
+    let d = env.descriptor("2024-09-01", "2024-09-05", json!({}));
+    // Before any run: everything is new, and plan creates nothing.
+    let plan = env.run(&d, &["plan"]);
+    plan.expect_code(0);
+    let lines: Vec<serde_json::Value> = plan
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert!(
+        lines[..4]
+            .iter()
+            .all(|l| l["action"] == "run" && l["reason"] == "new")
+    );
+    assert_eq!(lines[4]["summary"]["to_run"], 4);
+    assert!(
+        env.emu
+            .read_rows(demo::PROJECT, demo::OPS_DATASET, AUDIT)
+            .is_err(),
+        "plan wrote no audit table"
+    );
+    assert_eq!(env.stat("jobs.insert"), 0);
+
+    env.run(&d, &["run", "--end", "2024-09-03"]).expect_code(0);
+    let plan = env.run(&d, &["plan"]);
+    let lines: Vec<serde_json::Value> = plan
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<(String, String)> = lines[..4]
+        .iter()
+        .map(|l| (s(&l["action"]), s(&l["reason"])))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("skip".into(), "already_succeeded".into()),
+            ("skip".into(), "already_succeeded".into()),
+            ("run".into(), "new".into()),
+            ("run".into(), "new".into()),
+        ]
+    );
+
+    let status = env.run(&d, &["status"]);
+    status.expect_code(0);
+    let lines: Vec<serde_json::Value> = status
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["status"], "SUCCEEDED");
+    assert_eq!(lines[0]["current_fingerprint"], true);
+    assert_eq!(lines[3]["status"], "PENDING");
+    assert_eq!(lines[4]["summary"], json!({"PENDING": 2, "SUCCEEDED": 2}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_query_after_a_kill_cancels_the_stale_job_before_writing() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.slow_partition_jobs(Duration::from_secs(30));
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let mut child = env.spawn(&d, &[]);
+    let stdout = child.stdout.take().unwrap();
+    let mut old_job = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "partition_started" {
+            old_job = s(&v["bq_job_id"]);
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    env.normal_speed();
+    let fixed = env.descriptor(
+        "2024-01-01",
+        "2024-01-03",
+        json!({"source": {"query": demo::DAILY_QUERY.replace("COUNT(*) AS events", "COUNT(event_id) AS events")}}),
+    );
+    let r = env.run(&fixed, &["--force-unlock"]);
+    r.expect_code(0);
+    let old = env
+        .emu
+        .jobs()
+        .into_iter()
+        .find(|j| s(&j["jobId"]) == old_job)
+        .unwrap();
+    assert_eq!(
+        old["errorResult"]["reason"], "stopped",
+        "the old logic's job was cancelled: {old}"
+    );
+    let stale = env
+        .audit()
+        .into_iter()
+        .find(|r| s(&r["bq_job_id"]) == old_job && r["status"] == "CANCELLED");
+    assert_eq!(
+        stale.expect("a CANCELLED row for the stale job")["error_reason"],
+        "stale"
+    );
+    assert_eq!(env.emu.stats().concurrency_violations, 0);
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
+    );
+}
+
+#[test]
+fn the_readme_documents_every_exit_code() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (code, meaning) in bq_backfill::exit::TABLE {
+        assert!(
+            readme.contains(&format!("| {code} | {meaning} |")),
+            "README lacks exit code {code}"
+        );
+    }
+    assert!(
+        !bq_backfill::exit::TABLE.iter().any(|(c, _)| *c == 99),
+        "99 is Airflow's skip code"
     );
 }

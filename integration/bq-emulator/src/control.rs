@@ -60,6 +60,11 @@ async fn reset(State(st): St) -> Res {
 }
 
 async fn jobs(State(st): St) -> Res {
+    Ok(Json(json!({"jobs": job_summaries(&st)})))
+}
+
+/// Every job, oldest first, as `GET /_emulator/jobs` lists them.
+pub fn job_summaries(st: &AppState) -> Vec<Value> {
     let jobs = lock(&st.jobs);
     let mut list: Vec<_> = jobs
         .jobs
@@ -67,9 +72,7 @@ async fn jobs(State(st): St) -> Res {
         .map(|j| (j.data.seq, j.data.summary()))
         .collect();
     list.sort_by_key(|(seq, _)| *seq);
-    Ok(Json(
-        json!({"jobs": list.into_iter().map(|(_, v)| v).collect::<Vec<_>>()}),
-    ))
+    list.into_iter().map(|(_, v)| v).collect()
 }
 
 #[derive(Deserialize)]

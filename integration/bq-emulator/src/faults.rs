@@ -69,6 +69,8 @@ struct FaultState {
     fails: Vec<FailRule>,
     insert_after_create: u32,
     jobs: Vec<JobRule>,
+    /// Jobs that spend longer RUNNING than the global job delay.
+    slow_jobs: Vec<(JobMatcher, Duration)>,
     delays: Vec<CountedRule>,
     drops: Vec<CountedRule>,
     random: Option<RandomRule>,
@@ -144,6 +146,39 @@ impl Faults {
             reason: reason.into(),
             message: message.into(),
         });
+    }
+
+    /// Makes matching jobs spend `dur` RUNNING before they execute (instead of
+    /// the global job delay), e.g. only the backfill's partition jobs and not
+    /// its audit-log queries. `Next(n)` counts down; the other matchers stay.
+    pub fn slow_jobs(&self, matcher: JobMatcher, dur: Duration) {
+        lock(&self.inner).slow_jobs.push((matcher, dur));
+    }
+
+    /// The RUNNING delay a slow-job rule sets for `job_id`, if any.
+    pub(crate) fn job_delay_for(&self, job_id: &str) -> Option<Duration> {
+        let mut st = lock(&self.inner);
+        let idx = st.slow_jobs.iter().position(|(m, _)| match m {
+            JobMatcher::IdPrefix(p) => job_id.starts_with(p.as_str()),
+            JobMatcher::IdContains(s) | JobMatcher::FirstContaining(s) => {
+                job_id.contains(s.as_str())
+            }
+            JobMatcher::Next(n) => *n > 0,
+        })?;
+        let dur = st.slow_jobs[idx].1;
+        match &mut st.slow_jobs[idx].0 {
+            JobMatcher::FirstContaining(_) => {
+                st.slow_jobs.remove(idx);
+            }
+            JobMatcher::Next(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    st.slow_jobs.remove(idx);
+                }
+            }
+            JobMatcher::IdPrefix(_) | JobMatcher::IdContains(_) => {}
+        }
+        Some(dur)
     }
 
     /// Delays the next `n` requests of `method` by `dur` before they are handled.

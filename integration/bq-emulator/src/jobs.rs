@@ -975,7 +975,10 @@ async fn run_job(st: Arc<AppState>, key: JobKey) {
     };
     st.mark_dirty();
     let mut shutdown = st.shutdown.subscribe();
-    let delay = st.job_delay();
+    let delay = st
+        .faults
+        .job_delay_for(&key.1)
+        .unwrap_or_else(|| st.job_delay());
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
         _ = cancel.notified() => {}

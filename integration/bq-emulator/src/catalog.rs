@@ -859,8 +859,29 @@ pub fn parse_schema(v: Option<&Value>) -> Result<Vec<FieldSchema>, ApiError> {
     match v.and_then(|s| s.get("fields")) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(fields) => serde_json::from_value(fields.clone())
+            .map(legacy_type_names)
             .map_err(|e| ApiError::invalid(format!("Invalid schema: {e}"))),
     }
+}
+
+/// BigQuery stores and reports schemas with the legacy type names: a table
+/// created with `INT64` comes back from tables.get as `INTEGER` (likewise
+/// FLOAT64 → FLOAT, BOOL → BOOLEAN, STRUCT → RECORD).
+fn legacy_type_names(fields: Vec<FieldSchema>) -> Vec<FieldSchema> {
+    fields
+        .into_iter()
+        .map(|mut f| {
+            if f.field_type.eq_ignore_ascii_case("STRUCT")
+                || f.field_type.eq_ignore_ascii_case("RECORD")
+            {
+                f.field_type = "RECORD".into();
+            } else if let Some(t) = crate::data::BqType::from_name(&f.field_type) {
+                f.field_type = t.legacy_name().into();
+            }
+            f.fields = f.fields.map(legacy_type_names);
+            f
+        })
+        .collect()
 }
 
 /// Reads the partitioning column of `batch` as epoch microseconds (time) or integers (range).

@@ -428,3 +428,51 @@ fn the_readme_documents_every_exit_code() {
         "99 is Airflow's skip code"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_does_not_fit_is_refused_before_any_job() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.emu.create_table(
+        demo::PROJECT,
+        demo::ANALYTICS_DATASET,
+        "flat",
+        json!({"tableReference": {"projectId": demo::PROJECT, "datasetId": demo::ANALYTICS_DATASET, "tableId": "flat"},
+               "schema": {"fields": [{"name": "day", "type": "DATE"}]}}),
+    )
+    .unwrap();
+    env.emu.reset_stats();
+    let cases = [
+        ("demo-project.analytics.nope", "day", "does not exist"),
+        ("demo-project.analytics.flat", "day", "is not partitioned"),
+        (
+            "demo-project.analytics.events_daily",
+            "month",
+            "is partitioned by day, but partitions.granularity is month",
+        ),
+    ];
+    for (dest, granularity, message) in cases {
+        let (start, end) = if granularity == "month" {
+            ("2024-01", "2024-02")
+        } else {
+            ("2024-01-01", "2024-01-03")
+        };
+        let d = env.descriptor(
+            start,
+            end,
+            json!({"destination": dest, "partitions": {"granularity": granularity}}),
+        );
+        let r = env.run(&d, &[]);
+        r.expect_code(78);
+        let fin = r.finished();
+        assert_eq!(fin["status"], "error");
+        assert!(
+            s(&fin["error"]["message"]).contains(message),
+            "{dest}: {}",
+            fin["error"]
+        );
+        assert!(fin["error"]["hint"].is_string());
+        assert!(r.stderr.contains(message));
+    }
+    assert_eq!(env.stat("jobs.insert"), 0, "nothing was submitted");
+    assert_eq!(env.stat("tabledata.insertAll"), 0, "nothing was recorded");
+}

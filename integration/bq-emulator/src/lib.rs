@@ -252,21 +252,14 @@ impl Emulator {
             .collect())
     }
 
-    /// Stops serving, closes connections, stops job tasks waiting in their delay, and writes the state
-    /// to the data directory (if any).
     /// Every job the emulator has seen, oldest first, as `GET /_emulator/jobs`
     /// lists them (`jobId`, `state`, `destination`, `labels`, `errorResult`, times).
     pub fn jobs(&self) -> Vec<Value> {
-        let jobs = lock(&self.state.jobs);
-        let mut list: Vec<_> = jobs
-            .jobs
-            .values()
-            .map(|j| (j.data.seq, j.data.summary()))
-            .collect();
-        list.sort_by_key(|(seq, _)| *seq);
-        list.into_iter().map(|(_, v)| v).collect()
+        control::job_summaries(&self.state)
     }
 
+    /// Stops serving, closes connections, stops job tasks waiting in their delay, and writes the state
+    /// to the data directory (if any).
     pub async fn shutdown(self) {
         self.state.shutdown.send_replace(true);
         let _ = self.server.await;

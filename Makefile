@@ -28,7 +28,7 @@ $(VENV)/.installed: integration/python/requirements.txt
 
 venv: $(VENV)/.installed
 
-test: test-rust test-python
+test: test-rust test-python lint
 
 test-rust:
 	$(CARGO) build --workspace --bins

@@ -36,7 +36,8 @@ echo "   exit code: $rc (log: $DEMO/run1.log, events: $DEMO/run1.jsonl)"
 [ "$rc" -eq 0 ] || { tail -20 "$DEMO/run1.log"; exit "$rc"; }
 
 echo "== run 2: the same backfill again — every partition is already done"
-curl -s -X POST "http://127.0.0.1:$PORT/_emulator/reset" >/dev/null 2>&1 || true
+python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="POST"))' \
+  "http://127.0.0.1:$PORT/_emulator/reset"
 "$BIN/bq-backfill" run --task "$HERE/events_daily.json" 2>"$DEMO/run2.log" >"$DEMO/run2.jsonl"
 summarize "$DEMO/run2.jsonl"
 python3 - "$PORT" <<'PY'

@@ -360,6 +360,13 @@ fn announce(
         .iter()
         .filter(|d| matches!(d, Decision::Skip(_)))
         .count();
+    tracing::info!(
+        "{} partitions: {} to run, {} already done (fingerprint {})",
+        plan.len(),
+        plan.len() - to_skip,
+        to_skip,
+        fingerprint::short(fp)
+    );
     ctx.emitter.emit(Event::RunStarted {
         destination: s.destination.to_string(),
         fingerprint: fp.to_string(),
@@ -726,6 +733,13 @@ async fn settle(
                 ..AuditRow::partition(&p.id, Status::Succeeded, attempt, job_id, fp, destination)
             })
             .await?;
+            tracing::info!(
+                job = %job_id,
+                "partition {} done: {} rows in {:.1?} (attempt {attempt})",
+                p.id,
+                done.stats.rows_written.map_or("?".to_string(), |n| n.to_string()),
+                runtime
+            );
             ctx.emitter.emit(Event::PartitionSucceeded {
                 partition: p.id.clone(),
                 bq_job_id: job_id.to_string(),
@@ -780,6 +794,7 @@ async fn record_failure(
     let row = AuditRow::partition(&p.id, Status::Failed, attempt, job_id, fp, destination)
         .ended_with(reason, message);
     cp.record(&row).await?;
+    tracing::warn!(job = %job_id, "partition {} failed ({reason}): {message}", p.id);
     ctx.emitter.emit(Event::PartitionFailed {
         partition: p.id.clone(),
         bq_job_id: Some(job_id.to_string()),

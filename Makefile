@@ -1,6 +1,6 @@
 # bq-backfill — the two commands that matter:
 #   make demo   local emulator + a year of sample data + a full backfill, twice
-#   make test   every test: Rust unit/scenario tests and the official Python client's conformance run
+#   make test   every test: Rust unit/scenario tests, the official Python client's conformance run, fmt + clippy
 #
 # Everything is installed from scratch by these targets (cargo crates, a Python
 # venv from PyPI), so a fresh machine needs only rustup's toolchain and python3.

@@ -15,7 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::bq::{BigQuery, BqError, FieldSpec, NewTable, QueryParam, QueryResult};
+use crate::bq::{BigQuery, BqError, FieldSpec, NewTable, QueryParam, QueryResult, TableMeta};
 use crate::settings::TableRef;
 
 /// Version of the audit record format written by this build.
@@ -231,47 +231,66 @@ impl Checkpoints {
         }
     }
 
-    /// Whether the audit table exists (and has our columns).
-    pub async fn exists(&self) -> Result<bool, CheckpointError> {
-        match self
+    /// The audit table's metadata, if it exists (checking it has our columns).
+    async fn meta(&self) -> Result<Option<TableMeta>, CheckpointError> {
+        let Some(meta) = self
             .bq
             .get_table(&self.table)
             .await
             .map_err(|e| self.api(e))?
-        {
-            None => Ok(false),
-            Some(meta) => {
-                let missing: Vec<&str> = COLUMNS
-                    .iter()
-                    .map(|c| c.0)
-                    .filter(|c| !meta.schema.iter().any(|(n, _)| n == c))
-                    .collect();
-                if missing.is_empty() {
-                    Ok(true)
-                } else {
-                    Err(CheckpointError::Shape {
-                        table: self.table.to_string(),
-                        message: format!("missing columns {}", missing.join(", ")),
-                    })
-                }
-            }
+        else {
+            return Ok(None);
+        };
+        let missing: Vec<&str> = COLUMNS
+            .iter()
+            .map(|c| c.0)
+            .filter(|c| !meta.schema.iter().any(|(n, _)| n == c))
+            .collect();
+        if missing.is_empty() {
+            Ok(Some(meta))
+        } else {
+            Err(CheckpointError::Shape {
+                table: self.table.to_string(),
+                message: format!("missing columns {}", missing.join(", ")),
+            })
         }
     }
 
-    /// Create the audit table if it is missing. The dataset must exist:
-    /// creating datasets (and choosing their location) is the operator's call.
-    pub async fn ensure_table(&self) -> Result<(), CheckpointError> {
-        if self.exists().await? {
-            return Ok(());
-        }
-        match self.bq.create_table(&self.table, &table_spec()).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.reason() == "notFound" => Err(CheckpointError::MissingDataset {
-                project: self.table.project.clone(),
-                dataset: self.table.dataset.clone(),
-            }),
-            Err(e) => Err(self.api(e)),
-        }
+    /// Whether the audit table exists (and has our columns).
+    pub async fn exists(&self) -> Result<bool, CheckpointError> {
+        Ok(self.meta().await?.is_some())
+    }
+
+    /// Create the audit table if it is missing, and return its incarnation:
+    /// its creation time, which changes when the table is dropped and
+    /// recreated, so lease claim IDs of an earlier incarnation never collide.
+    /// The dataset must exist: creating datasets (and choosing their
+    /// location) is the operator's call.
+    pub async fn ensure_table(&self) -> Result<String, CheckpointError> {
+        let meta = match self.meta().await? {
+            Some(meta) => meta,
+            None => {
+                match self.bq.create_table(&self.table, &table_spec()).await {
+                    Ok(_) => {}
+                    Err(e) if e.reason() == "notFound" => {
+                        return Err(CheckpointError::MissingDataset {
+                            project: self.table.project.clone(),
+                            dataset: self.table.dataset.clone(),
+                        });
+                    }
+                    Err(e) => return Err(self.api(e)),
+                }
+                // Read back for the creation time (also when a concurrent
+                // runner created it first).
+                self.meta().await?.ok_or_else(|| CheckpointError::Shape {
+                    table: self.table.to_string(),
+                    message: "created but not found".into(),
+                })?
+            }
+        };
+        Ok(meta
+            .creation_time
+            .map_or_else(|| "0".into(), |c| c.to_string()))
     }
 
     fn next_recorded_at(&self) -> DateTime<Utc> {

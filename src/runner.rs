@@ -59,6 +59,44 @@ pub struct RunOutcome {
     pub error: Option<RunError>,
 }
 
+impl RunOutcome {
+    /// A run that ended before any partition, with `total` left pending.
+    pub fn not_started(
+        status: RunStatus,
+        exit_code: i32,
+        total: usize,
+        error: RunError,
+    ) -> RunOutcome {
+        RunOutcome {
+            status,
+            exit_code,
+            total,
+            succeeded: 0,
+            failed: 0,
+            skipped: 0,
+            cancelled: 0,
+            pending: total,
+            error: Some(error),
+        }
+    }
+
+    /// The `run_finished` event for this outcome.
+    pub fn finished_event(&self, duration: Duration) -> Event {
+        Event::RunFinished {
+            status: self.status,
+            exit_code: self.exit_code,
+            partitions_total: self.total,
+            succeeded: self.succeeded,
+            failed: self.failed,
+            skipped: self.skipped,
+            cancelled: self.cancelled,
+            pending: self.pending,
+            duration_seconds: duration.as_secs_f64(),
+            error: self.error.clone(),
+        }
+    }
+}
+
 /// A failure that stops the run before or between partitions.
 #[derive(Debug, thiserror::Error)]
 pub enum RunFailure {
@@ -98,6 +136,15 @@ impl RunFailure {
             exit::UNAVAILABLE
         } else {
             exit::CONFIG
+        }
+    }
+
+    /// How a run stopped by this failure ended.
+    pub fn run_status(&self) -> RunStatus {
+        if self.exit_code() == exit::LOCKED {
+            RunStatus::Locked
+        } else {
+            RunStatus::Error
         }
     }
 
@@ -269,15 +316,7 @@ pub async fn run(ctx: &RunContext) -> RunOutcome {
     let done = tally.succeeded + tally.failed + tally.skipped + tally.cancelled;
     let pending = total.saturating_sub(done);
     let (status, exit_code, error) = match result {
-        Err(f) => {
-            let code = f.exit_code();
-            let status = if code == exit::LOCKED {
-                RunStatus::Locked
-            } else {
-                RunStatus::Error
-            };
-            (status, code, Some(f.to_run_error()))
-        }
+        Err(f) => (f.run_status(), f.exit_code(), Some(f.to_run_error())),
         Ok(()) if ctx.cancel.is_cancelled() => (RunStatus::Cancelled, ctx.cancel.exit_code(), None),
         Ok(()) if tally.failed > 0 => (RunStatus::Failed, exit::PARTITIONS_FAILED, None),
         Ok(()) if pending > 0 => (RunStatus::Incomplete, exit::INCOMPLETE, None),
@@ -310,7 +349,7 @@ async fn run_inner(
         &s.job,
         &ctx.run_id,
     ));
-    cp.ensure_table().await?;
+    let incarnation = cp.ensure_table().await?;
     // Nothing to do (the common re-run): no lease, no job, one query.
     let fp = fingerprint::fingerprint(s);
     let states = cp.latest_states().await?;
@@ -321,7 +360,6 @@ async fn run_inner(
         announce(ctx, plan, &states, &fp, tally);
         return Ok(());
     }
-    let incarnation = audit_incarnation(&ctx.bq, &s.checkpoint_table).await?;
     let lease = Lease::acquire(
         &ctx.bq,
         cp.clone(),
@@ -385,16 +423,6 @@ fn announce(
         }
     }
     decisions
-}
-
-/// A value that changes when the audit table is dropped and recreated, so
-/// lease claim IDs from an earlier incarnation never collide.
-async fn audit_incarnation(bq: &BigQuery, t: &TableRef) -> Result<String, RunFailure> {
-    let meta = bq.get_table(t).await?;
-    Ok(meta
-        .and_then(|m| m.creation_time)
-        .map(|c| c.to_string())
-        .unwrap_or_else(|| "0".into()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -497,8 +525,6 @@ fn labels(ctx: &RunContext, p: &Partition) -> BTreeMap<String, String> {
         &ctx.run_id,
         Some(p),
     )
-    .into_iter()
-    .collect()
 }
 
 /// How many times a job ID may turn out to belong to someone else (an older
@@ -536,7 +562,22 @@ async fn process_partition(
                     adopted: true,
                 });
                 tracing::info!(job = %jid, "adopting job recorded RUNNING by run {}", st.run_id);
-                match settle(ctx, cp, p, &jid, st.attempt, fp, &destination, info, t0).await? {
+                // Whatever the adopted job did, this run still has its attempts.
+                let may_retry = || !budget_spent(s, started);
+                match settle(
+                    ctx,
+                    cp,
+                    p,
+                    &jid,
+                    st.attempt,
+                    fp,
+                    &destination,
+                    info,
+                    t0,
+                    &may_retry,
+                )
+                .await?
+                {
                     Settled::Done(r) => return Ok(r),
                     Settled::RetryTransient => {}
                 }
@@ -585,8 +626,7 @@ async fn process_partition(
             ..AuditRow::partition(&p.id, Status::Running, attempt, &job_id, fp, &destination)
         })
         .await?;
-        let mut config = strategy.job_configuration(p);
-        config.labels = Some(labels(ctx, p).into_iter().collect());
+        let config = strategy.job_configuration(p);
         let inserted = ctx.bq.insert_job(&job_id, config, &labels(ctx, p)).await;
         let info = match inserted {
             Ok(InsertOutcome::Created(info)) => info,
@@ -660,11 +700,25 @@ async fn process_partition(
             adopted: adopting
                 || info.labels.get(LABEL_RUN).map(String::as_str) != Some(ctx.run_id.as_str()),
         });
-        match settle(ctx, cp, p, &job_id, attempt, fp, &destination, info, t0).await? {
+        let may_retry = || attempts_this_run < s.retry.max_attempts && !budget_spent(s, started);
+        match settle(
+            ctx,
+            cp,
+            p,
+            &job_id,
+            attempt,
+            fp,
+            &destination,
+            info,
+            t0,
+            &may_retry,
+        )
+        .await?
+        {
             Settled::Done(r) => return Ok(r),
             Settled::RetryTransient => {}
         }
-        if attempts_this_run >= s.retry.max_attempts || budget_spent(s, started) {
+        if !may_retry() {
             return Ok(PartitionResult::Failed {
                 runtime: t0.elapsed(),
             });
@@ -694,6 +748,9 @@ enum Settled {
 }
 
 /// Wait for a job (cancellably), record and announce its outcome.
+/// `may_retry`: whether the caller will start another attempt after a
+/// transient failure (attempts and time budget left) — asked when the job
+/// fails, so that `partition_failed.will_retry` tells the truth.
 #[allow(clippy::too_many_arguments)]
 async fn settle(
     ctx: &RunContext,
@@ -705,6 +762,7 @@ async fn settle(
     destination: &str,
     info: JobInfo,
     t0: Instant,
+    may_retry: &dyn Fn() -> bool,
 ) -> Result<Settled, RunFailure> {
     // A DONE job from jobs.insert/get may lack rows_written (filled in by
     // wait_for_job); a failed one needs nothing more.
@@ -753,7 +811,7 @@ async fn settle(
         }
         Some(err) => {
             let retryable = retry::is_transient_job_reason(&err.reason);
-            let will_retry = retryable && !ctx.cancel.is_cancelled();
+            let will_retry = retryable && may_retry() && !ctx.cancel.is_cancelled();
             record_failure(
                 ctx,
                 cp,

@@ -206,7 +206,7 @@ pub async fn run_command(
     }
     let total = partition::plan(&settings.partitions).len();
     let outcome = match connect(&settings, api, env).await {
-        Err(f) => failure_outcome(&f, total),
+        Err(f) => RunOutcome::not_started(f.run_status(), f.exit_code(), total, f.to_run_error()),
         Ok(bq) => {
             let current: Arc<Mutex<Option<String>>> = Arc::default();
             let observer_emitter = emitter.clone();
@@ -247,24 +247,6 @@ pub async fn run_command(
     outcome.exit_code
 }
 
-fn failure_outcome(f: &RunFailure, total: usize) -> RunOutcome {
-    RunOutcome {
-        status: if f.exit_code() == exit::LOCKED {
-            RunStatus::Locked
-        } else {
-            RunStatus::Error
-        },
-        exit_code: f.exit_code(),
-        total,
-        succeeded: 0,
-        failed: 0,
-        skipped: 0,
-        cancelled: 0,
-        pending: total,
-        error: Some(f.to_run_error()),
-    }
-}
-
 /// Log the outcome, then emit `run_finished` as the last line.
 fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant) {
     match &o.error {
@@ -285,18 +267,7 @@ fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant) {
         ),
     }
     let _ = io::stderr().flush();
-    emitter.emit(Event::RunFinished {
-        status: o.status,
-        exit_code: o.exit_code,
-        partitions_total: o.total,
-        succeeded: o.succeeded,
-        failed: o.failed,
-        skipped: o.skipped,
-        cancelled: o.cancelled,
-        pending: o.pending,
-        duration_seconds: started.elapsed().as_secs_f64(),
-        error: o.error.clone(),
-    });
+    emitter.emit(o.finished_event(started.elapsed()));
 }
 
 /// `run` with a descriptor that could not be loaded: the error on stderr,
@@ -314,33 +285,13 @@ pub fn finish_invalid(
         job,
         vec![Box::new(JsonLinesSink::new(stdout))],
     );
-    let o = RunOutcome {
-        status: RunStatus::Error,
-        exit_code: code,
-        total: 0,
-        succeeded: 0,
-        failed: 0,
-        skipped: 0,
-        cancelled: 0,
-        pending: 0,
-        error: Some(RunError {
-            kind: kind.into(),
-            message: message.into(),
-            hint: hint.map(Into::into),
-        }),
+    let error = RunError {
+        kind: kind.into(),
+        message: message.into(),
+        hint: hint.map(Into::into),
     };
-    emitter.emit(Event::RunFinished {
-        status: o.status,
-        exit_code: code,
-        partitions_total: 0,
-        succeeded: 0,
-        failed: 0,
-        skipped: 0,
-        cancelled: 0,
-        pending: 0,
-        duration_seconds: 0.0,
-        error: o.error,
-    });
+    let o = RunOutcome::not_started(RunStatus::Error, code, 0, error);
+    emitter.emit(o.finished_event(std::time::Duration::ZERO));
 }
 
 /// Read-only access to the job's audit log (`plan`, `status`).

@@ -147,7 +147,6 @@ impl Lease {
             ..Default::default()
         };
         let labels = job_labels(&Default::default(), cp.job(), cp.run_id(), None);
-        let labels = labels.into_iter().collect();
         let job = cp.job().to_string();
         let outcome =
             bq.insert_job(&claim, config, &labels)

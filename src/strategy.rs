@@ -9,7 +9,7 @@
 //! the job configuration's structured fields (decorated table IDs, URIs) —
 //! never spliced into SQL text.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::SecondsFormat;
 use gcp_bigquery_client::model::job_configuration::JobConfiguration;
@@ -102,15 +102,6 @@ struct Target {
     options: JobOptions,
 }
 
-impl Target {
-    fn base(&self) -> JobConfiguration {
-        JobConfiguration {
-            labels: None,
-            ..Default::default()
-        }
-    }
-}
-
 struct QueryStrategy {
     target: Target,
     sql: String,
@@ -145,7 +136,7 @@ impl WriteStrategy for QueryStrategy {
                 maximum_bytes_billed: opts.maximum_bytes_billed.map(|b| b.to_string()),
                 ..Default::default()
             }),
-            ..self.target.base()
+            ..Default::default()
         }
     }
 }
@@ -195,7 +186,7 @@ impl WriteStrategy for LoadStrategy {
                 null_marker: l.null_marker.clone(),
                 ..Default::default()
             }),
-            ..self.target.base()
+            ..Default::default()
         }
     }
 }
@@ -220,7 +211,7 @@ impl WriteStrategy for CopyStrategy {
                 create_disposition: Some("CREATE_NEVER".into()),
                 ..Default::default()
             }),
-            ..self.target.base()
+            ..Default::default()
         }
     }
 }
@@ -231,9 +222,8 @@ pub fn job_labels(
     job: &str,
     run_id: &str,
     partition: Option<&Partition>,
-) -> HashMap<String, String> {
-    let mut labels: HashMap<String, String> =
-        user.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+) -> BTreeMap<String, String> {
+    let mut labels = user.clone();
     labels.insert(LABEL_JOB.into(), job.into());
     labels.insert(LABEL_RUN.into(), run_id.into());
     if let Some(p) = partition {

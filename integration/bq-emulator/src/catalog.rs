@@ -718,9 +718,7 @@ impl Catalog {
         self.dataset(project, dataset)?;
         self.tables
             .get(&(project.to_string(), dataset.to_string(), table.to_string()))
-            .ok_or_else(|| {
-                ApiError::not_found(format!("Not found: Table {project}:{dataset}.{table}"))
-            })
+            .ok_or_else(|| table_not_found(project, dataset, table))
     }
 
     /// A table for mutation, or BigQuery's 404.
@@ -733,9 +731,7 @@ impl Catalog {
         self.dataset(project, dataset)?;
         self.tables
             .get_mut(&(project.to_string(), dataset.to_string(), table.to_string()))
-            .ok_or_else(|| {
-                ApiError::not_found(format!("Not found: Table {project}:{dataset}.{table}"))
-            })
+            .ok_or_else(|| table_not_found(project, dataset, table))
     }
 
     /// Creates a table from a `tables.insert` body.
@@ -855,6 +851,11 @@ impl Catalog {
 }
 
 /// Parses a REST `TableSchema` (`{"fields": [...]}`); absent means no columns.
+/// BigQuery's 404 for a missing table.
+fn table_not_found(project: &str, dataset: &str, table: &str) -> ApiError {
+    ApiError::not_found(format!("Not found: Table {project}:{dataset}.{table}"))
+}
+
 pub fn parse_schema(v: Option<&Value>) -> Result<Vec<FieldSchema>, ApiError> {
     match v.and_then(|s| s.get("fields")) {
         None | Some(Value::Null) => Ok(Vec::new()),

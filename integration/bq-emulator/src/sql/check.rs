@@ -13,7 +13,7 @@ use datafusion::logical_expr::expr::{AggregateFunction, Between, Case, InList, I
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
 
-use super::functions::{marked, type_name};
+use super::functions::{Ty, marked, ty, type_name};
 use crate::data::{parse_date, parse_datetime, parse_time, parse_timestamp};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -30,35 +30,20 @@ enum Fam {
     Other,
 }
 
+/// The comparison family of an Arrow type: the coarse GoogleSQL type, with
+/// INT64 and FLOAT64 (and NUMERIC) together, since they compare freely.
 fn fam(dt: &DataType) -> Fam {
-    match dt {
-        DataType::Null => Fam::Null,
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64
-        | DataType::Float16
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => Fam::Num,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Fam::Str,
-        DataType::Boolean => Fam::Bool,
-        DataType::Binary
-        | DataType::LargeBinary
-        | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => Fam::Bytes,
-        DataType::Date32 | DataType::Date64 => Fam::Date,
-        DataType::Timestamp(_, Some(_)) => Fam::Ts,
-        DataType::Timestamp(_, None) => Fam::Dt,
-        DataType::Time32(_) | DataType::Time64(_) => Fam::Time,
-        _ => Fam::Other,
+    match ty(dt) {
+        Ty::Null => Fam::Null,
+        Ty::Int | Ty::Float => Fam::Num,
+        Ty::Str => Fam::Str,
+        Ty::Bool => Fam::Bool,
+        Ty::Bytes => Fam::Bytes,
+        Ty::Date => Fam::Date,
+        Ty::Ts => Fam::Ts,
+        Ty::Dt => Fam::Dt,
+        Ty::Time => Fam::Time,
+        Ty::Other => Fam::Other,
     }
 }
 

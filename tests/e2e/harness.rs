@@ -201,6 +201,11 @@ impl RunResult {
         self.events.iter().filter(|e| e["event"] == kind).collect()
     }
 
+    /// The `partition` of every event of `kind`, in stream order.
+    pub fn partitions(&self, kind: &str) -> Vec<String> {
+        self.of(kind).iter().map(|e| s(&e["partition"])).collect()
+    }
+
     pub fn finished(&self) -> &Value {
         let last = self
             .events

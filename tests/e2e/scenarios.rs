@@ -108,11 +108,7 @@ async fn start_and_end_flags_override_the_range() {
     let d = env.descriptor("2024-05-01", "2024-05-31", json!({}));
     let r = env.run(&d, &["run", "--start", "2024-05-10", "--end", "2024-05-13"]);
     r.expect_code(0);
-    let ids: Vec<String> = r
-        .of("partition_succeeded")
-        .iter()
-        .map(|e| s(&e["partition"]))
-        .collect();
+    let ids = r.partitions("partition_succeeded");
     assert_eq!(ids, vec!["20240510", "20240511", "20240512"]);
 }
 
@@ -126,11 +122,7 @@ async fn newest_first_order_and_a_partition_list() {
     );
     let r = env.run(&d, &[]);
     r.expect_code(0);
-    let ids: Vec<String> = r
-        .of("partition_succeeded")
-        .iter()
-        .map(|e| s(&e["partition"]))
-        .collect();
+    let ids = r.partitions("partition_succeeded");
     assert_eq!(ids, vec!["20240603", "20240602", "20240601"]);
 
     let list = env.descriptor(
@@ -140,11 +132,7 @@ async fn newest_first_order_and_a_partition_list() {
     );
     let r = env.run(&list, &[]);
     r.expect_code(0);
-    let ids: BTreeSet<String> = r
-        .of("partition_succeeded")
-        .iter()
-        .map(|e| s(&e["partition"]))
-        .collect();
+    let ids: BTreeSet<String> = r.partitions("partition_succeeded").into_iter().collect();
     assert_eq!(
         ids,
         BTreeSet::from(["20240605".to_string(), "20240607".to_string()])
@@ -186,11 +174,7 @@ async fn a_failing_partition_is_recorded_and_only_it_is_retried_next_time() {
     env.emu.faults().clear();
     let r = env.run(&d, &[]);
     r.expect_code(0);
-    let ran: Vec<String> = r
-        .of("partition_succeeded")
-        .iter()
-        .map(|e| s(&e["partition"]))
-        .collect();
+    let ran = r.partitions("partition_succeeded");
     assert_eq!(ran, vec!["20240203"]);
     assert_eq!(r.of("partition_skipped").len(), 4);
     assert_eq!(

@@ -56,11 +56,7 @@ async fn hourly_partitions() {
     );
     let r = env.run(&d, &[]);
     r.expect_code(0);
-    let ids: Vec<String> = r
-        .of("partition_succeeded")
-        .iter()
-        .map(|e| s(&e["partition"]))
-        .collect();
+    let ids = r.partitions("partition_succeeded");
     assert_eq!(
         ids,
         (0..6)
@@ -106,11 +102,7 @@ async fn monthly_and_yearly_partitions() {
     );
     let r = env.run(&d, &[]);
     r.expect_code(0);
-    let ids: Vec<String> = r
-        .of("partition_succeeded")
-        .iter()
-        .map(|e| s(&e["partition"]))
-        .collect();
+    let ids = r.partitions("partition_succeeded");
     assert_eq!(ids, vec!["202401", "202402", "202403"]);
     let mut expected: BTreeMap<Vec<String>, i64> = BTreeMap::new();
     for (ts, ty) in raw("2024-01-01", "2024-04-01") {

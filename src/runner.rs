@@ -772,7 +772,7 @@ async fn settle(
         info
     } else {
         tokio::select! {
-            r = ctx.bq.wait_for_job(job_id) => r?,
+            r = ctx.bq.wait_for(info) => r?,
             _ = ctx.cancel.cancelled() => {
                 cancel_in_flight(ctx, cp, p, job_id, attempt, fp, destination).await;
                 return Ok(Settled::Done(PartitionResult::Cancelled));

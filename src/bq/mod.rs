@@ -746,7 +746,19 @@ impl BigQuery {
     /// and copy jobs are polled with `jobs.get` every 0.25 s → 5 s.
     /// Cancel-safe: dropping the future abandons only the waiting.
     pub async fn wait_for_job(&self, job_id: &str) -> Result<JobInfo, BqError> {
-        let mut info = self.require_job(job_id).await?;
+        let info = self.require_job(job_id).await?;
+        self.wait_for(info).await
+    }
+
+    /// [`BigQuery::wait_for_job`] for a job whose state is already known
+    /// (from jobs.insert or jobs.get), saving the jobs.get that only learns
+    /// its type.
+    pub async fn wait_for(&self, mut info: JobInfo) -> Result<JobInfo, BqError> {
+        let job_id = info.job_id.clone();
+        let job_id = job_id.as_str();
+        if info.job_type.is_empty() {
+            info = self.require_job(job_id).await?;
+        }
         if info.job_type == "QUERY" {
             return self.wait_for_query(job_id).await;
         }

@@ -37,7 +37,7 @@ where
         }
     };
     let env = |k: &str| std::env::var(k).ok();
-    init_logging(cli.verbose, cli.quiet, &env);
+    crate::logging::init(cli.verbose, cli.quiet, &env);
     let (stdout, stderr) = (io::stdout(), io::stderr());
     let command = cli.command();
     match command {
@@ -148,29 +148,6 @@ pub fn new_run_id() -> String {
     format!("{}-{:08x}", Utc::now().format("%Y%m%dt%H%M%S"), rand)
 }
 
-/// Set up human-readable logging on stderr. `RUST_LOG` wins over flags.
-pub fn init_logging(verbose: u8, quiet: bool, env: &dyn Fn(&str) -> Option<String>) {
-    use tracing_subscriber::EnvFilter;
-    let default = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "bq_backfill=debug,info",
-        (false, _) => "trace",
-    };
-    let filter = env("RUST_LOG")
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
-    let no_color =
-        env("NO_COLOR").is_some_and(|v| !v.is_empty()) || env("TERM").as_deref() == Some("dumb");
-    let ansi = !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .try_init();
-}
-
 async fn connect(
     settings: &Settings,
     api: &ApiOptions,
@@ -266,7 +243,7 @@ fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant) {
             started.elapsed()
         ),
     }
-    let _ = io::stderr().flush();
+    crate::logging::close();
     emitter.emit(o.finished_event(started.elapsed()));
 }
 
@@ -291,6 +268,7 @@ pub fn finish_invalid(
         hint: hint.map(Into::into),
     };
     let o = RunOutcome::not_started(RunStatus::Error, code, 0, error);
+    crate::logging::close();
     emitter.emit(o.finished_event(std::time::Duration::ZERO));
 }
 

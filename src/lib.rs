@@ -13,6 +13,7 @@ pub mod fingerprint;
 pub mod input;
 pub mod lease;
 pub mod load;
+pub mod logging;
 pub mod partition;
 pub mod retry;
 pub mod runner;

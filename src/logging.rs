@@ -1,0 +1,77 @@
+//! Human-readable logs on stderr, with a gate that closes for good once
+//! `run_finished` is about to be written.
+//!
+//! Orchestrators merge stdout and stderr and read the last line as the run's
+//! summary, so nothing may follow `run_finished` — not even a dependency's
+//! trace line from a connection pool torn down while the runtime shuts down
+//! (hyper logs "pool closed" at TRACE). Closing the gate drops every later
+//! log record instead of racing the shutdown.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing_subscriber::fmt::writer::OptionalWriter;
+
+static CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Set up logging on stderr. `RUST_LOG` wins over the flags.
+pub fn init(verbose: u8, quiet: bool, env: &dyn Fn(&str) -> Option<String>) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "bq_backfill=debug,info",
+        (false, _) => "trace",
+    };
+    let filter = env("RUST_LOG")
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let no_color =
+        env("NO_COLOR").is_some_and(|v| !v.is_empty()) || env("TERM").as_deref() == Some("dumb");
+    let ansi = !no_color && io::IsTerminal::is_terminal(&io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(gated_stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+/// Stop all further log output (idempotent) and flush what was written.
+pub fn close() {
+    CLOSED.store(true, Ordering::SeqCst);
+    let _ = io::Write::flush(&mut io::stderr());
+}
+
+/// Whether [`close`] has been called.
+pub fn is_closed() -> bool {
+    CLOSED.load(Ordering::SeqCst)
+}
+
+fn gated_stderr() -> OptionalWriter<io::Stderr> {
+    if is_closed() {
+        OptionalWriter::none()
+    } else {
+        OptionalWriter::some(io::stderr())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_turns_stderr_into_a_sink_once_closed() {
+        // The only test touching the global gate, so no other test races it.
+        assert!(matches!(
+            gated_stderr(),
+            tracing_subscriber::fmt::writer::EitherWriter::A(_)
+        ));
+        close();
+        assert!(is_closed());
+        assert!(matches!(
+            gated_stderr(),
+            tracing_subscriber::fmt::writer::EitherWriter::B(_)
+        ));
+    }
+}

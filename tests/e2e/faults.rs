@@ -360,14 +360,21 @@ async fn chaos_random_kills_and_transient_failures_still_converge_exactly() {
     }
     // Then let it finish (faults still on).
     let mut last = None;
+    let mut tries = Vec::new();
     for _ in 0..5 {
         let r = env.run(&d, &["--force-unlock"]);
         if r.code == 0 {
             last = Some(r);
             break;
         }
+        tries.push(format!("exit {}:\n{}", r.code, r.stderr));
     }
-    let r = last.expect("a final run succeeds");
+    let r = last.unwrap_or_else(|| {
+        panic!(
+            "a final run succeeds; the tries:\n{}",
+            tries.join("\n---\n")
+        )
+    });
     assert_eq!(r.finished()["status"], "succeeded");
     env.emu.faults().clear();
     assert_eq!(

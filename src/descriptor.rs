@@ -436,8 +436,11 @@ pub struct Lease {
     pub ttl_seconds: f64,
 }
 
+/// Three minutes: a killed run's lease has expired by the time an
+/// orchestrator retries (Airflow's default `retry_delay` is five minutes),
+/// while a heartbeat every minute costs one query and one row.
 fn default_lease_ttl() -> f64 {
-    600.0
+    180.0
 }
 
 impl Default for Lease {
@@ -999,7 +1002,7 @@ fn field_hint(field: &str) -> Option<&'static str> {
             "`deadline_seconds` is a positive number of seconds, at most 86400"
         }
         "max_runtime_seconds" => "`max_runtime_seconds` is a positive number of seconds",
-        "lease" => "`lease` is an object: {\"ttl_seconds\": 600}",
+        "lease" => "`lease` is an object: {\"ttl_seconds\": 180}",
         "lease.ttl_seconds" => "`ttl_seconds` is a number of seconds from 1 to 86400",
         _ => return None,
     })
@@ -1892,7 +1895,7 @@ impl<'a> Builder<'a> {
             MIN_LEASE_SECONDS,
             false,
             MAX_LEASE_SECONDS,
-            "600 (ten minutes) is the default; a crashed run's lease is taken over after this long",
+            "180 (three minutes) is the default; a crashed run's lease is taken over after this long",
         )?;
         Some(settings::LeaseOptions {
             ttl: Duration::from_secs_f64(ttl),

@@ -166,7 +166,7 @@ impl Lease {
             }
         }
         let expires_at =
-            Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(600));
+            Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(180));
         cp.record(&AuditRow {
             status: Some(Status::LeaseHeld),
             lease_generation: Some(generation),
@@ -256,7 +256,7 @@ async fn heartbeat(cp: Arc<Checkpoints>, state: Arc<LeaseState>, generation: i64
             }
         }
         let expires_at =
-            Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(600));
+            Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(180));
         let row = AuditRow {
             status: Some(Status::LeaseHeld),
             lease_generation: Some(generation),

@@ -61,7 +61,7 @@ fn minimal_descriptor_gets_documented_defaults() {
     assert_eq!(s.on_failure, settings::OnFailure::Stop);
     assert_eq!(s.retry, RetryPolicy::default());
     assert_eq!(s.max_runtime, None);
-    assert_eq!(s.lease.ttl, Duration::from_secs(600));
+    assert_eq!(s.lease.ttl, Duration::from_secs(180));
     assert_eq!(s.partitions.order, partition::Order::OldestFirst);
     assert_eq!(count(&s.partitions), 7);
 }

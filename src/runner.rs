@@ -553,6 +553,27 @@ async fn process_partition(
     {
         let same_logic = st.fingerprint.as_deref() == Some(fp);
         match ctx.bq.get_job(&jid).await? {
+            Some(info)
+                if same_logic && info.error.as_ref().is_some_and(|e| e.reason == "stopped") =>
+            {
+                // Cancelled after it was recorded RUNNING — by a signalled
+                // run whose CANCELLED row never landed, or by an operator.
+                // Nothing was written: record the truth, run a new attempt.
+                tracing::info!(job = %jid, "the job recorded RUNNING was cancelled; running a new attempt");
+                let row = AuditRow::partition(
+                    &p.id,
+                    Status::Cancelled,
+                    st.attempt,
+                    &jid,
+                    fp,
+                    &destination,
+                )
+                .ended_with(
+                    "stopped",
+                    "the job was cancelled before this run adopted it",
+                );
+                cp.record(&row).await?;
+            }
             Some(info) if same_logic => {
                 ctx.emitter.emit(Event::PartitionStarted {
                     partition: p.id.clone(),

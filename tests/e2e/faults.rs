@@ -251,6 +251,86 @@ async fn sigint_cancels_the_job_records_it_and_exits_130_within_3_seconds() {
     signal_cancels(libc::SIGINT, 130).await;
 }
 
+/// A second signal while the first one's cleanup is stuck (jobs.cancel hangs)
+/// exits at once, skipping the cleanup. The audit log still says RUNNING; the
+/// job is then cancelled behind its back (the hung cancel landing late, or an
+/// operator), so the next run records it CANCELLED and runs a new attempt —
+/// no FAILED partition, no exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_and_the_next_run_replaces_the_cancelled_job() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.slow_partition_jobs(Duration::from_secs(30));
+    env.emu
+        .faults()
+        .delay("jobs.cancel", 1, Duration::from_secs(20));
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let mut child = env.spawn(&d, &[]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let started = read_until(&mut out, |e| e["event"] == "partition_started");
+    let job_id = s(&started.last().unwrap()["bq_job_id"]);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // Send the second signal only once the first was handled: two pending
+    // SIGTERMs would merge into one.
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "stderr closed: {log}"
+        );
+        log.push_str(&line);
+        if line.contains("signal received") {
+            break;
+        }
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    std::io::Read::read_to_string(&mut err, &mut log).unwrap();
+    let rest = read_until(&mut out, |_| false);
+    assert_eq!(status.code(), Some(143), "{log}");
+    assert!(log.contains("second signal"), "{log}");
+    assert!(
+        rest.iter()
+            .all(|e| e["event"] != "run_finished" && e["event"] != "partition_cancelled"),
+        "the cleanup was skipped: {rest:?}"
+    );
+    assert_eq!(
+        env.latest_status()["20240101"],
+        "RUNNING",
+        "nothing was recorded after the second signal"
+    );
+
+    env.normal_speed();
+    let url = format!(
+        "{}/bigquery/v2/projects/{}/jobs/{job_id}/cancel",
+        env.emu.base_url(),
+        demo::PROJECT
+    );
+    let resp = reqwest::Client::new().post(url).send().await.unwrap();
+    assert!(resp.status().is_success(), "{resp:?}");
+    // The lease was not released either: the operator knows the run is dead.
+    let r = env.run(&d, &["--force-unlock"]);
+    r.expect_code(0);
+    let first = &r.of("partition_started")[0];
+    assert_eq!(first["partition"], "20240101");
+    assert_eq!(first["attempt"], 2, "{first}");
+    assert_ne!(s(&first["bq_job_id"]), job_id);
+    assert!(r.of("partition_failed").is_empty());
+    let cancelled: Vec<_> = env
+        .audit()
+        .into_iter()
+        .filter(|row| row["status"] == "CANCELLED")
+        .collect();
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert_eq!(s(&cancelled[0]["bq_job_id"]), job_id);
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
+    );
+    assert!(env.latest_status().values().all(|s| s == "SUCCEEDED"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runners_on_one_job_one_refuses_and_the_table_is_right() {
     let env = Env::demo("2024-01-01", "2024-01-11").await;

@@ -106,6 +106,10 @@ struct LeaseState {
     lost: AtomicBool,
 }
 
+/// How many consecutive generations claimed by dead runs (claim job created,
+/// LEASE_HELD row never written) one acquisition skips before giving up.
+const MAX_ABANDONED_CLAIMS: i64 = 50;
+
 /// Deterministic ID of the claim job for one lease generation.
 pub fn claim_job_id(job: &str, incarnation: &str, generation: i64) -> String {
     format!("bqb_{job}_lease_{incarnation}_g{generation}")
@@ -135,8 +139,8 @@ impl Lease {
                 tracing::warn!(holder = %row.run_id, "--force-unlock: taking over a live lease");
             }
         }
-        let generation = latest.as_ref().map_or(0, |r| r.generation) + 1;
-        let claim = claim_job_id(cp.job(), incarnation, generation);
+        let first = latest.as_ref().map_or(0, |r| r.generation) + 1;
+        let mut generation = first;
         let config = JobConfiguration {
             job_type: Some("QUERY".into()),
             query: Some(JobConfigurationQuery {
@@ -148,22 +152,45 @@ impl Lease {
         };
         let labels = job_labels(&Default::default(), cp.job(), cp.run_id(), None);
         let job = cp.job().to_string();
-        let outcome =
-            bq.insert_job(&claim, config, &labels)
+        loop {
+            let claim = claim_job_id(cp.job(), incarnation, generation);
+            let outcome = bq
+                .insert_job(&claim, config.clone(), &labels)
                 .await
                 .map_err(|e| CheckpointError::Api {
                     table: cp.table().to_string(),
                     source: e,
                 })?;
-        if let InsertOutcome::Existing(info) = outcome {
+            let InsertOutcome::Existing(info) = outcome else {
+                break;
+            };
             let holder = info.labels.get(LABEL_RUN).cloned().unwrap_or_default();
-            if holder != cp.run_id() {
+            if holder == cp.run_id() {
+                break; // our own claim, whose first answer was lost
+            }
+            // Another run claimed this generation, but its LEASE_HELD row is
+            // not in the table: it is writing it right now, or it died
+            // between the claim and the row. Its claim counts as a lease
+            // from the claim's creation; once that has expired (or the
+            // operator forces), claim the next generation — otherwise one
+            // unlucky kill would lock the job for good.
+            let claimed_at = info.stats.creation_time.unwrap_or(now);
+            let expires_at =
+                claimed_at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+            let abandoned = Utc::now() >= expires_at;
+            if !(abandoned || force) || generation - first >= MAX_ABANDONED_CLAIMS {
                 return Err(LeaseError::Held {
-                    job: cp.job().into(),
+                    job,
                     holder,
-                    expires_at: "(just claimed)".into(),
+                    expires_at: expires_at.to_rfc3339(),
                 });
             }
+            tracing::warn!(
+                holder = %holder,
+                generation,
+                "lease generation {generation} was claimed by a run that never recorded it; claiming the next"
+            );
+            generation += 1;
         }
         let expires_at =
             Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(180));

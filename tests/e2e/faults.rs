@@ -383,6 +383,52 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
     );
 }
 
+/// A run that claims the lease (its claim job is created) but dies before its
+/// LEASE_HELD row lands must not lock the job for good: its claim expires
+/// like a lease, and --force-unlock passes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_lease_row_never_landed_expires_like_a_lease() {
+    let env = Env::demo("2024-01-01", "2024-01-05").await;
+    let ttl = json!({"lease": {"ttl_seconds": 2}});
+    let d1 = env.descriptor("2024-01-01", "2024-01-03", ttl.clone());
+    let d2 = env.descriptor("2024-01-03", "2024-01-05", ttl);
+    let claims = || {
+        jobs_of(&env)
+            .into_iter()
+            .filter(|j| s(&j["jobId"]).contains("_lease_"))
+            .count()
+    };
+    // The LEASE_HELD row is the run's first insertAll: refuse it for good.
+    let wedge = |d: &Value| {
+        env.emu
+            .faults()
+            .fail_next("tabledata.insertAll", 1, 403, "accessDenied");
+        env.run(d, &[]).expect_code(77);
+    };
+
+    wedge(&d1);
+    assert_eq!(claims(), 1, "the claim job exists");
+    // Its claimant may still be about to write the row: refused, with when.
+    let r = env.run(&d1, &[]);
+    r.expect_code(73);
+    assert!(r.stderr.contains("holds the lease"), "{}", r.stderr);
+    // The operator knows it is dead.
+    let r = env.run(&d1, &["--force-unlock"]);
+    r.expect_code(0);
+    assert_eq!(r.finished()["succeeded"], 2);
+
+    wedge(&d2);
+    std::thread::sleep(Duration::from_millis(2200));
+    let r = env.run(&d2, &[]);
+    r.expect_code(0);
+    assert_eq!(r.finished()["succeeded"], 2);
+    assert!(r.stderr.contains("never recorded it"), "{}", r.stderr);
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-05"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_time_budget_stops_cleanly_and_the_next_run_finishes() {
     let env = Env::demo("2024-01-01", "2024-01-21").await;

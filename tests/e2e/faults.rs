@@ -389,7 +389,8 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_whose_lease_row_never_landed_expires_like_a_lease() {
     let env = Env::demo("2024-01-01", "2024-01-05").await;
-    let ttl = json!({"lease": {"ttl_seconds": 2}});
+    // Long enough that "refused while fresh" holds on a loaded machine.
+    let ttl = json!({"lease": {"ttl_seconds": 5}});
     let d1 = env.descriptor("2024-01-01", "2024-01-03", ttl.clone());
     let d2 = env.descriptor("2024-01-03", "2024-01-05", ttl);
     let claims = || {
@@ -418,7 +419,7 @@ async fn a_claim_whose_lease_row_never_landed_expires_like_a_lease() {
     assert_eq!(r.finished()["succeeded"], 2);
 
     wedge(&d2);
-    std::thread::sleep(Duration::from_millis(2200));
+    std::thread::sleep(Duration::from_millis(5200));
     let r = env.run(&d2, &[]);
     r.expect_code(0);
     assert_eq!(r.finished()["succeeded"], 2);

@@ -163,6 +163,10 @@ pub trait Retryable {
     /// Records how many attempts were made and how long they took in total,
     /// so the final error can say so.
     fn set_attempts(&mut self, attempts: u32, elapsed: Duration);
+    /// How long the server asked us to wait (`Retry-After`), if it did.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A shareable observer of retries (what the client stores).
@@ -173,8 +177,9 @@ pub type Observer<'a> = Option<&'a (dyn Fn(&RetryNotice) + Send + Sync)>;
 
 /// Runs `f` until it succeeds, fails permanently, or `policy.deadline` has
 /// passed since the first attempt. Transient failures are retried after
-/// [`backoff_delay`]; a sleep is cut short so that it never ends past the
-/// deadline, and no attempt starts after it. The error returned is the last
+/// [`backoff_delay`], or after the server's `Retry-After` if that is longer;
+/// a sleep is cut short so that it never ends past the deadline, and no
+/// attempt starts after it. The error returned is the last
 /// one, annotated with the attempt count and the total time.
 ///
 pub async fn retry<T, E, F, Fut>(
@@ -203,7 +208,9 @@ where
             return Err(err);
         }
         // The thread-local rng must not live across the await below (it is not Send).
-        let delay = backoff_delay(policy, attempt - 1, &mut rand::rng()).min(remaining);
+        let delay = backoff_delay(policy, attempt - 1, &mut rand::rng())
+            .max(err.retry_after().unwrap_or_default())
+            .min(remaining);
         if let Some(observe) = observer {
             observe(&RetryNotice {
                 operation,
@@ -239,6 +246,7 @@ mod tests {
         transient: bool,
         attempts: u32,
         elapsed: Duration,
+        retry_after: Option<Duration>,
     }
 
     impl TestError {
@@ -247,6 +255,7 @@ mod tests {
                 transient,
                 attempts: 0,
                 elapsed: Duration::ZERO,
+                retry_after: None,
             }
         }
     }
@@ -265,6 +274,9 @@ mod tests {
         fn set_attempts(&mut self, attempts: u32, elapsed: Duration) {
             self.attempts = attempts;
             self.elapsed = elapsed;
+        }
+        fn retry_after(&self) -> Option<Duration> {
+            self.retry_after
         }
     }
 
@@ -436,6 +448,42 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(err.attempts, 1);
         assert!(err.elapsed < Duration::from_millis(50));
+    }
+
+    /// The sleeps of a retry whose first attempt fails with `Retry-After: ms`.
+    async fn sleeps_after_retry_after(ms: u64) -> Vec<Duration> {
+        let delays = Mutex::new(Vec::new());
+        let calls = AtomicU32::new(0);
+        let observe = |n: &RetryNotice| delays.lock().unwrap().push(n.delay);
+        retry(&policy(1, 2, 60), "jobs.insert", Some(&observe), || {
+            let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    Err(TestError {
+                        retry_after: Some(Duration::from_millis(ms)),
+                        ..TestError::new(true)
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await
+        .unwrap();
+        delays.into_inner().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_servers_retry_after_wins_over_a_shorter_backoff_but_not_the_deadline() {
+        // Backoff is at most 1 ms here; the server asked for 30 ms.
+        assert_eq!(
+            sleeps_after_retry_after(30).await,
+            vec![Duration::from_millis(30)]
+        );
+        // Asked for longer than the 60 ms deadline: the sleep is cut to it.
+        let cut = sleeps_after_retry_after(10_000).await;
+        assert_eq!(cut.len(), 1);
+        assert!(cut[0] <= Duration::from_millis(60), "{cut:?}");
     }
 
     #[tokio::test]

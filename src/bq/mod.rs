@@ -152,6 +152,8 @@ pub enum BqError {
         message: String,
         attempts: u32,
         elapsed: Duration,
+        /// The answer's `Retry-After`, if any: the least wait before retrying.
+        retry_after: Option<Duration>,
     },
     /// No usable answer: connection refused/reset, closed early, timed out.
     #[error("bigquery {operation} failed: {message} ({})", describe_attempts(*attempts, *elapsed))]
@@ -295,6 +297,13 @@ impl Retryable for BqError {
         {
             *attempts = total;
             *elapsed = took;
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            BqError::Api { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }
@@ -707,16 +716,9 @@ impl BigQuery {
             Ok(created) => Ok(InsertOutcome::Created(created.into_info(job_id)?)),
             Err(e) if e.is_already_exists() => match self.get_job(job_id).await? {
                 Some(existing) => Ok(InsertOutcome::Existing(existing)),
-                None => Err(BqError::Api {
-                    operation: "jobs.get",
-                    status: 404,
-                    reason: "notFound".to_string(),
-                    message: format!(
-                        "jobs.insert reports job {job_id} exists, but jobs.get cannot find it (wrong location?)"
-                    ),
-                    attempts: 1,
-                    elapsed: Duration::ZERO,
-                }),
+                None => Err(job_not_found(format!(
+                    "jobs.insert reports job {job_id} exists, but jobs.get cannot find it (wrong location?)"
+                ))),
             },
             Err(e) => Err(e),
         }
@@ -904,14 +906,9 @@ impl BigQuery {
     }
 
     async fn require_job(&self, job_id: &str) -> Result<JobInfo, BqError> {
-        self.get_job(job_id).await?.ok_or_else(|| BqError::Api {
-            operation: "jobs.get",
-            status: 404,
-            reason: "notFound".to_string(),
-            message: format!("job {} not found", job_id),
-            attempts: 1,
-            elapsed: Duration::ZERO,
-        })
+        self.get_job(job_id)
+            .await?
+            .ok_or_else(|| job_not_found(format!("job {job_id} not found")))
     }
 
     async fn wait_for_query(&self, job_id: &str) -> Result<JobInfo, BqError> {
@@ -1051,6 +1048,11 @@ impl BigQuery {
             .await
             .map_err(|e| transport_error(call.operation, &e))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()));
         let body = response
             .bytes()
             .await
@@ -1058,9 +1060,39 @@ impl BigQuery {
         if status.is_success() {
             Ok(body.to_vec())
         } else {
-            Err(api_error(call.operation, status.as_u16(), &body))
+            let mut err = api_error(call.operation, status.as_u16(), &body);
+            if let BqError::Api { retry_after: r, .. } = &mut err {
+                *r = retry_after;
+            }
+            Err(err)
         }
     }
+}
+
+/// jobs.get's 404 for a job that should exist.
+fn job_not_found(message: String) -> BqError {
+    BqError::Api {
+        operation: "jobs.get",
+        status: 404,
+        reason: "notFound".to_string(),
+        message,
+        attempts: 1,
+        elapsed: Duration::ZERO,
+        retry_after: None,
+    }
+}
+
+/// A `Retry-After` value: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// A date in the past means "now"; anything unparsable is ignored.
+fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Growing sleep between polls of a running job.
@@ -1116,6 +1148,7 @@ fn api_error(operation: &'static str, status: u16, body: &[u8]) -> BqError {
         message,
         attempts: 1,
         elapsed: Duration::ZERO,
+        retry_after: None,
     }
 }
 

@@ -17,6 +17,8 @@ use crate::retry::RetryNotice;
 enum Reply {
     Json(u16, Value),
     Raw(u16, &'static str, &'static str),
+    /// A JSON reply with one extra header line (`name: value`).
+    JsonWithHeader(u16, Value, &'static str),
     /// Read the request, then close the connection without answering.
     Close,
     /// Read the request, then never answer.
@@ -154,8 +156,13 @@ async fn serve(
             envelope(418, "testScriptExhausted", "no scripted reply left"),
         )
     });
+    let mut extra = String::new();
     let (status, content_type, body) = match reply {
         Reply::Json(status, value) => {
+            (status, "application/json; charset=UTF-8", value.to_string())
+        }
+        Reply::JsonWithHeader(status, value, header) => {
+            extra = format!("{header}\r\n");
             (status, "application/json; charset=UTF-8", value.to_string())
         }
         Reply::Raw(status, content_type, body) => (status, content_type, body.to_string()),
@@ -166,7 +173,7 @@ async fn serve(
         }
     };
     let response = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = sock.write_all(response.as_bytes()).await;
@@ -460,6 +467,50 @@ async fn connection_closed_mid_request_is_retried() {
     assert_eq!(info.state, JobState::Done);
     assert_eq!(server.requests().len(), 2);
     assert_eq!(notices.lock().unwrap()[0].reason, "transportError");
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_waits_as_long_as_the_server_asked() {
+    let server = Server::start(vec![
+        Reply::JsonWithHeader(
+            429,
+            envelope(429, "rateLimitExceeded", "Exceeded rate limits"),
+            "Retry-After: 1",
+        ),
+        Reply::Json(200, job("j", "QUERY", "DONE", json!({}))),
+    ])
+    .await;
+    let (notices, observer) = recorder();
+    // This client's own backoff is at most 5 ms.
+    let bq = server.client().await.with_retry_observer(observer);
+    assert!(bq.get_job("j").await.unwrap().is_some());
+    let notices = notices.lock().unwrap();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].reason, "rateLimitExceeded");
+    assert_eq!(notices[0].delay, Duration::from_secs(1));
+}
+
+#[test]
+fn retry_after_is_delta_seconds_or_an_http_date() {
+    let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:27:58Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(
+        parse_retry_after("120", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+        Some(Duration::ZERO),
+        "a date in the past means now"
+    );
+    assert_eq!(parse_retry_after("soon", now), None);
+    assert_eq!(parse_retry_after("-5", now), None);
 }
 
 #[tokio::test]

@@ -592,7 +592,13 @@ pub async fn insert_job(st: &Arc<AppState>, project: &str, body: Value) -> Resul
     }
     lock(&st.counters).stats.jobs_created += 1;
     st.mark_dirty();
-    tokio::spawn(run_job(Arc::clone(st), key.clone()));
+    // Decided now, not when the task first runs: a test that clears its
+    // faults right after the insert answered must not speed this job up.
+    let delay = st
+        .faults
+        .job_delay_for(&key.1)
+        .unwrap_or_else(|| st.job_delay());
+    tokio::spawn(run_job(Arc::clone(st), key.clone(), delay));
     let jobs = lock(&st.jobs);
     Ok(jobs.jobs[&key].data.to_json())
 }
@@ -938,7 +944,7 @@ async fn execute(
 }
 
 /// Drives one job from PENDING to DONE.
-async fn run_job(st: Arc<AppState>, key: JobKey) {
+async fn run_job(st: Arc<AppState>, key: JobKey, delay: std::time::Duration) {
     tokio::task::yield_now().await;
     let (cancel, kind) = {
         let mut jobs = lock(&st.jobs);
@@ -975,10 +981,6 @@ async fn run_job(st: Arc<AppState>, key: JobKey) {
     };
     st.mark_dirty();
     let mut shutdown = st.shutdown.subscribe();
-    let delay = st
-        .faults
-        .job_delay_for(&key.1)
-        .unwrap_or_else(|| st.job_delay());
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
         _ = cancel.notified() => {}

@@ -133,10 +133,15 @@ pub enum Event {
         /// Whether this run will try the partition again now.
         will_retry: bool,
     },
-    /// The run was stopped while this partition's job ran; the job was cancelled.
+    /// The run was stopped while this partition's job ran; the job was
+    /// asked to cancel.
     PartitionCancelled {
         partition: String,
         bq_job_id: String,
+        /// BigQuery showed the job ended unsuccessfully (recorded CANCELLED).
+        /// `false`: not confirmed in time, or it finished first; the audit
+        /// log keeps it RUNNING and the next run waits for it or adopts it.
+        confirmed: bool,
     },
     /// A transient failure; the operation will be tried again.
     RetryScheduled {

@@ -312,7 +312,17 @@ pub async fn run(ctx: &RunContext) -> RunOutcome {
     let plan = partition::plan(&ctx.settings.partitions);
     let total = plan.len();
     let mut tally = Tally::default();
-    let result = run_inner(ctx, &plan, started, &mut tally).await;
+    let result = tokio::select! {
+        r = run_inner(ctx, &plan, started, &mut tally) => r,
+        () = hard_stop(&ctx.cancel) => {
+            tracing::warn!(
+                "still busy {HARD_STOP:.1?} after the signal (a slow BigQuery call); stopping now: \
+                 the audit log keeps any in-flight partition RUNNING for the next run, \
+                 and the lease expires on its own"
+            );
+            Ok(())
+        }
+    };
     let done = tally.succeeded + tally.failed + tally.skipped + tally.cancelled;
     let pending = total.saturating_sub(done);
     let (status, exit_code, error) = match result {
@@ -333,6 +343,21 @@ pub async fn run(ctx: &RunContext) -> RunOutcome {
         pending,
         error,
     }
+}
+
+/// After a signal: cancelling the job and confirming it (≤ 1.1 s), the
+/// CANCELLED row (≤ 0.5 s) and the lease release (≤ 0.5 s) fit in 2.1 s.
+const CANCEL_CONFIRM_BUDGET: Duration = Duration::from_millis(1100);
+const CLEANUP_STEP: Duration = Duration::from_millis(500);
+/// Whatever the run is doing when a signal arrives (a slow audit read, an
+/// API call in its retry loop), it stops this long after the signal, so that
+/// `run_finished` and the exit come before the orchestrator's SIGKILL.
+const HARD_STOP: Duration = Duration::from_millis(2500);
+
+/// Resolves [`HARD_STOP`] after the run is cancelled.
+async fn hard_stop(cancel: &crate::cancel::Cancel) {
+    cancel.cancelled().await;
+    tokio::time::sleep(HARD_STOP).await;
 }
 
 async fn run_inner(
@@ -373,10 +398,10 @@ async fn run_inner(
         Ok(states) => run_partitions(ctx, &cp, &lease, plan, &states, &fp, started, tally).await,
         Err(e) => Err(e.into()),
     };
-    // After a signal the whole cleanup must fit in ~3 s (cancel ≤ 0.9 s,
-    // CANCELLED row ≤ 0.9 s, release ≤ 0.8 s); an unreleased lease expires.
+    // After a signal the whole cleanup must fit in 3 s (see HARD_STOP); an
+    // unreleased lease expires on its own.
     let release_within = if ctx.cancel.is_cancelled() {
-        Duration::from_millis(800)
+        CLEANUP_STEP
     } else {
         Duration::from_secs(5)
     };
@@ -548,16 +573,37 @@ async fn process_partition(
     // A job of ours recorded RUNNING and not yet settled: the ID to reuse.
     let mut known_job: Option<String> = None;
 
-    if let Some(st) = state.filter(|st| st.status == Status::Running)
+    // The latest row names a job that may still be writing this partition:
+    // find out what became of it before anything new is submitted.
+    if let Some(st) = state.filter(|st| matches!(st.status, Status::Running | Status::Cancelled))
         && let Some(jid) = st.bq_job_id.clone()
     {
         let same_logic = st.fingerprint.as_deref() == Some(fp);
         match ctx.bq.get_job(&jid).await? {
+            // Only the job created by the run that wrote the row is the one
+            // it describes. A job under the same ID from another run (the
+            // audit table was recreated since) says nothing about this
+            // partition's contents now: never adopt it, but let it finish
+            // before writing, and take a new attempt number.
+            Some(info) if info.labels.get(LABEL_RUN) != Some(&st.run_id) => {
+                tracing::warn!(job = %jid, "the job recorded for partition {} was created by another run; not adopting it", p.id);
+                if !wait_out(ctx, info, false).await? {
+                    return Ok(PartitionResult::Cancelled);
+                }
+            }
+            // Recorded CANCELLED, but a cancel is only a request: make sure
+            // it is over before a new attempt writes the same partition.
+            Some(info) if st.status == Status::Cancelled => {
+                let ended = wait_out(ctx, info, true).await?;
+                if !ended {
+                    return Ok(PartitionResult::Cancelled);
+                }
+            }
             Some(info)
                 if same_logic && info.error.as_ref().is_some_and(|e| e.reason == "stopped") =>
             {
                 // Cancelled after it was recorded RUNNING — by a signalled
-                // run whose CANCELLED row never landed, or by an operator.
+                // run that could not confirm it, or by an operator.
                 // Nothing was written: record the truth, run a new attempt.
                 tracing::info!(job = %jid, "the job recorded RUNNING was cancelled; running a new attempt");
                 let row = AuditRow::partition(
@@ -603,13 +649,14 @@ async fn process_partition(
                     Settled::RetryTransient => {}
                 }
             }
-            Some(info) => {
-                // Older logic still writing this partition: stop it
-                // before writing with the new logic.
-                if info.state != JobState::Done {
-                    tracing::warn!(job = %jid, "cancelling a job running with an older fingerprint");
-                    ctx.bq.cancel_job(&jid).await?;
-                    let _ = ctx.bq.wait_for_job(&jid).await?;
+            // Older logic may still be writing this partition: stop it
+            // before writing with the new logic. A job already DONE is left
+            // as its rows describe it.
+            Some(info) if info.state != JobState::Done => {
+                tracing::warn!(job = %jid, "cancelling a job running with an older fingerprint");
+                let ended = wait_out(ctx, info, true).await?;
+                if !ended {
+                    return Ok(PartitionResult::Cancelled);
                 }
                 let old_fp = st.fingerprint.as_deref().unwrap_or_default();
                 let row = AuditRow::partition(
@@ -623,7 +670,8 @@ async fn process_partition(
                 .ended_with("stale", "superseded by a run with a different fingerprint");
                 cp.record(&row).await?;
             }
-            None if same_logic => {
+            Some(_) => {}
+            None if same_logic && st.status == Status::Running => {
                 // Recorded but never inserted (killed in between): insert
                 // it now under the same ID and attempt.
                 attempt = st.attempt;
@@ -658,7 +706,11 @@ async fn process_partition(
                     info
                 } else {
                     // The ID belongs to a job we have no record of (e.g. the
-                    // audit table was recreated): never adopt a stranger.
+                    // audit table was recreated): never adopt a stranger,
+                    // but never write alongside it either.
+                    if !wait_out(ctx, info, false).await? {
+                        return Ok(PartitionResult::Cancelled);
+                    }
                     foreign += 1;
                     tracing::warn!(job = %job_id, "job ID already used by an unrecorded job; taking the next attempt number");
                     let row = AuditRow::partition(
@@ -759,6 +811,23 @@ async fn process_partition(
         }
         attempt += 1;
         known_job = None;
+    }
+}
+
+/// Wait until `info`'s job is DONE (cancelling it first if `cancel_it`), so
+/// that no new job writes the partition alongside it. `false` if a signal
+/// came first: the caller stops; the audit log still names the job.
+async fn wait_out(ctx: &RunContext, info: JobInfo, cancel_it: bool) -> Result<bool, RunFailure> {
+    if info.state == JobState::Done {
+        return Ok(true);
+    }
+    tracing::info!(job = %info.job_id, "waiting for job {} to end before writing the partition", info.job_id);
+    if cancel_it {
+        ctx.bq.cancel_job(&info.job_id).await?;
+    }
+    tokio::select! {
+        r = ctx.bq.wait_for(info) => r.map(|_| true).map_err(Into::into),
+        _ = ctx.cancel.cancelled() => Ok(false),
     }
 }
 
@@ -886,8 +955,11 @@ async fn record_failure(
     Ok(())
 }
 
-/// Cancel the in-flight job and record CANCELLED, within a bounded time:
-/// the orchestrator's SIGKILL follows SIGTERM within seconds.
+/// Cancel the in-flight job, within a bounded time (the orchestrator's
+/// SIGKILL follows SIGTERM within seconds), and record CANCELLED only once
+/// BigQuery shows the job ended without success: a cancel is a request, and
+/// a job that may still be writing must stay RUNNING in the audit log so
+/// that the next run waits for it (or adopts it) instead of writing beside it.
 async fn cancel_in_flight(
     ctx: &RunContext,
     cp: &Checkpoints,
@@ -897,24 +969,58 @@ async fn cancel_in_flight(
     fp: &str,
     destination: &str,
 ) {
-    let step = Duration::from_millis(900);
-    match tokio::time::timeout(step, ctx.bq.cancel_job(job_id)).await {
-        Ok(Ok(())) => tracing::info!(job = %job_id, "cancelled the in-flight BigQuery job"),
+    let until = tokio::time::Instant::now() + CANCEL_CONFIRM_BUDGET;
+    match tokio::time::timeout_at(until, ctx.bq.cancel_job(job_id)).await {
+        Ok(Ok(())) => tracing::info!(job = %job_id, "asked BigQuery to cancel the in-flight job"),
         Ok(Err(e)) => tracing::warn!(job = %job_id, "could not cancel the in-flight job: {e}"),
         Err(_) => tracing::warn!(job = %job_id, "cancelling the in-flight job timed out"),
     }
-    let row = AuditRow::partition(&p.id, Status::Cancelled, attempt, job_id, fp, destination)
-        .ended_with("stopped", "cancelled by signal");
-    match tokio::time::timeout(step, cp.record(&row)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!("could not record CANCELLED: {e}; the next run adopts the job")
+    let ended = tokio::time::timeout_at(until, async {
+        loop {
+            match ctx.bq.get_job(job_id).await {
+                Ok(Some(info)) if info.state == JobState::Done => return Some(info),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(job = %job_id, "checking the cancelled job: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(_) => tracing::warn!("recording CANCELLED timed out; the next run adopts the job"),
-    }
+    })
+    .await
+    .ok()
+    .flatten();
+    let confirmed = match &ended {
+        Some(info) => match &info.error {
+            Some(err) => {
+                let row =
+                    AuditRow::partition(&p.id, Status::Cancelled, attempt, job_id, fp, destination)
+                        .ended_with(&err.reason, "cancelled by signal");
+                match tokio::time::timeout(CLEANUP_STEP, cp.record(&row)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(
+                            "could not record CANCELLED: {e}; the next run adopts the job"
+                        )
+                    }
+                    Err(_) => {
+                        tracing::warn!("recording CANCELLED timed out; the next run adopts the job")
+                    }
+                }
+                true
+            }
+            None => {
+                tracing::warn!(job = %job_id, "the job finished before the cancel took effect; the next run records it SUCCEEDED without rerunning it");
+                false
+            }
+        },
+        None => {
+            tracing::warn!(job = %job_id, "BigQuery has not confirmed the cancel yet; the partition stays RUNNING and the next run waits for the job");
+            false
+        }
+    };
     ctx.emitter.emit(Event::PartitionCancelled {
         partition: p.id.clone(),
         bq_job_id: job_id.to_string(),
+        confirmed,
     });
 }
 

@@ -223,7 +223,11 @@ async fn signal_cancels(sig: i32, code: i32) {
     assert_eq!(fin["event"], "run_finished");
     assert_eq!(fin["status"], "cancelled");
     assert_eq!(fin["exit_code"], code);
-    assert!(rest.iter().any(|e| e["event"] == "partition_cancelled"));
+    assert!(
+        rest.iter()
+            .any(|e| e["event"] == "partition_cancelled" && e["confirmed"] == true),
+        "{rest:?}"
+    );
     let job = jobs_of(&env)
         .into_iter()
         .find(|j| s(&j["jobId"]) == job_id)
@@ -249,6 +253,163 @@ async fn sigterm_cancels_the_job_records_it_and_exits_143_within_3_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_cancels_the_job_records_it_and_exits_130_within_3_seconds() {
     signal_cancels(libc::SIGINT, 130).await;
+}
+
+/// A signal whose cancel BigQuery does not confirm leaves the partition
+/// RUNNING, not CANCELLED: the job may still be writing. The next run — with
+/// a changed query — stops that job before it writes the partition itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfirmed_cancel_stays_running_and_the_next_run_never_writes_beside_the_job() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.slow_partition_jobs(Duration::from_secs(30));
+    env.emu
+        .faults()
+        .fail_next("jobs.cancel", 1, 403, "accessDenied");
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let mut child = env.spawn(&d, &[]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let started = read_until(&mut out, |e| e["event"] == "partition_started");
+    let job_id = s(&started.last().unwrap()["bq_job_id"]);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let rest = read_until(&mut out, |e| e["event"] == "run_finished");
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let cancelled = rest
+        .iter()
+        .find(|e| e["event"] == "partition_cancelled")
+        .expect("partition_cancelled");
+    assert_eq!(cancelled["confirmed"], false, "{cancelled}");
+    assert_eq!(
+        env.latest_status()["20240101"],
+        "RUNNING",
+        "not CANCELLED while the job may still write"
+    );
+    let job = |id: &str| {
+        jobs_of(&env)
+            .into_iter()
+            .find(|j| s(&j["jobId"]) == id)
+            .unwrap()
+    };
+    assert_eq!(job(&job_id)["state"], "RUNNING");
+
+    env.normal_speed();
+    let edited = format!("{}\n-- v2", demo::DAILY_QUERY);
+    let d2 = env.descriptor(
+        "2024-01-01",
+        "2024-01-03",
+        json!({"source": {"query": edited}}),
+    );
+    let r = env.run(&d2, &[]);
+    r.expect_code(0);
+    assert_eq!(job(&job_id)["errorResult"]["reason"], "stopped");
+    assert_eq!(
+        env.emu.stats().concurrency_violations,
+        0,
+        "the new attempt never ran beside the old job"
+    );
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
+    );
+    assert!(env.latest_status().values().all(|s| s == "SUCCEEDED"));
+}
+
+/// The audit table is dropped while a killed run's job still runs: the next
+/// run meets that job's ID (409), waits for it to end instead of writing the
+/// partition beside it, then takes a new attempt number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_audit_table_never_overlaps_a_job_still_running() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.slow_partition_jobs(Duration::from_secs(2));
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let mut child = env.spawn(&d, &[]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, |e| e["event"] == "partition_started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.drop_table(demo::OPS_DATASET, AUDIT).await;
+    env.normal_speed();
+
+    let r = env.run(&d, &[]);
+    r.expect_code(0);
+    let first = r.of("partition_started")[0];
+    assert_eq!(
+        (s(&first["partition"]).as_str(), first["attempt"].as_u64()),
+        ("20240101", Some(2))
+    );
+    assert_eq!(env.emu.stats().concurrency_violations, 0);
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
+    );
+}
+
+/// After the audit table and the destination are recreated, a run that
+/// records RUNNING, meets an old job's ID and dies before recording why must
+/// not let the next run adopt that old job: it wrote the partition before the
+/// destination was emptied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_job_under_a_recorded_id_is_never_adopted() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    env.run(&d, &[]).expect_code(0);
+    env.drop_table(demo::OPS_DATASET, AUDIT).await;
+    env.recreate_table(demo::ANALYTICS_DATASET, demo::DAILY_TABLE)
+        .await;
+    // The insert of attempt 1 meets the old job (409); looking it up fails.
+    env.emu
+        .faults()
+        .fail_next("jobs.get", 1, 403, "accessDenied");
+    env.run(&d, &[]).expect_code(77);
+    assert_eq!(env.latest_status()["20240101"], "RUNNING");
+
+    let r = env.run(&d, &[]);
+    r.expect_code(0);
+    assert!(
+        r.of("partition_started")
+            .iter()
+            .all(|e| e["adopted"] == false),
+        "{:?}",
+        r.of("partition_started")
+    );
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-03")),
+        "both partitions were written again"
+    );
+}
+
+/// A signal while a BigQuery call hangs (here the very first, tables.get)
+/// still ends the run within seconds, with run_finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_a_hanging_api_call_still_stops_the_run_promptly() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.emu
+        .faults()
+        .delay("tables.get", 1, Duration::from_secs(30));
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let mut child = env.spawn(&d, &[]);
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("starting") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let events = read_until(&mut out, |e| e["event"] == "run_finished");
+    let status = child.wait().unwrap();
+    let took = t0.elapsed();
+    assert_eq!(status.code(), Some(143));
+    // The bound proves the 30 s call was abandoned; the 3 s promise itself is
+    // checked by the signal tests above.
+    assert!(took < Duration::from_secs(10), "stopped in {took:?}");
+    let fin = events.last().unwrap();
+    assert_eq!(fin["event"], "run_finished");
+    assert_eq!(fin["status"], "cancelled");
+    assert_eq!(fin["pending"], 2);
+    assert_eq!(env.stat("jobs.insert"), 0);
 }
 
 /// A second signal while the first one's cleanup is stuck (jobs.cancel hangs)

@@ -156,6 +156,49 @@ impl Env {
         self.emu.set_job_delay(Duration::ZERO);
     }
 
+    /// Drop a table and create it again empty, with the same schema and
+    /// partitioning (over HTTP, as an operator would with `bq rm` + `bq mk`).
+    pub async fn recreate_table(&self, dataset: &str, table: &str) {
+        let url = format!(
+            "{}/bigquery/v2/projects/{}/datasets/{dataset}/tables",
+            self.emu.base_url(),
+            demo::PROJECT
+        );
+        let http = reqwest::Client::new();
+        let meta: Value = http
+            .get(format!("{url}/{table}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let resp = http.delete(format!("{url}/{table}")).send().await.unwrap();
+        assert!(resp.status().is_success(), "{resp:?}");
+        let mut body = json!({
+            "tableReference": meta["tableReference"],
+            "schema": meta["schema"],
+        });
+        for key in ["timePartitioning", "rangePartitioning", "clustering"] {
+            if !meta[key].is_null() {
+                body[key] = meta[key].clone();
+            }
+        }
+        let resp = http.post(url).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "{resp:?}");
+    }
+
+    /// Drop a table (over HTTP).
+    pub async fn drop_table(&self, dataset: &str, table: &str) {
+        let url = format!(
+            "{}/bigquery/v2/projects/{}/datasets/{dataset}/tables/{table}",
+            self.emu.base_url(),
+            demo::PROJECT
+        );
+        let resp = reqwest::Client::new().delete(url).send().await.unwrap();
+        assert!(resp.status().is_success(), "{resp:?}");
+    }
+
     pub fn stat(&self, method: &str) -> u64 {
         let stats = serde_json::to_value(self.emu.stats()).unwrap();
         stats["requests"][method].as_u64().unwrap_or(0)

@@ -152,7 +152,11 @@ impl Lease {
         };
         let labels = job_labels(&Default::default(), cp.job(), cp.run_id(), None);
         let job = cp.job().to_string();
+        // Taken before each claim: our lease counts from no later than the
+        // claim job's creation, as a rival judges it (see below).
+        let mut claimed_at;
         loop {
+            claimed_at = Utc::now();
             let claim = claim_job_id(cp.job(), incarnation, generation);
             let outcome = bq
                 .insert_job(&claim, config.clone(), &labels)
@@ -177,7 +181,12 @@ impl Lease {
             let claimed_at = info.stats.creation_time.unwrap_or(now);
             let expires_at =
                 claimed_at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-            let abandoned = Utc::now() >= expires_at;
+            let abandoned = Utc::now() >= expires_at
+                // Its row may have landed since we read: a live lease at
+                // this generation or above is held, however old the claim.
+                && !current(&cp)
+                    .await?
+                    .is_some_and(|r| r.generation >= generation && r.is_live(Utc::now()));
             if !(abandoned || force) || generation - first >= MAX_ABANDONED_CLAIMS {
                 return Err(LeaseError::Held {
                     job,
@@ -192,8 +201,11 @@ impl Lease {
             );
             generation += 1;
         }
+        // Counted from the claim, not from when the row lands: if writing it
+        // took longer than the TTL, a rival may already have judged the claim
+        // abandoned, and `check` stops this run before its first partition.
         let expires_at =
-            Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(180));
+            claimed_at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(180));
         cp.record(&AuditRow {
             status: Some(Status::LeaseHeld),
             lease_generation: Some(generation),
@@ -271,16 +283,22 @@ async fn heartbeat(cp: Arc<Checkpoints>, state: Arc<LeaseState>, generation: i64
     loop {
         tokio::time::sleep(period).await;
         match current(&cp).await {
+            Ok(Some(row)) if row.generation == generation && row.run_id == cp.run_id() => {}
             Ok(Some(row)) if row.generation > generation => {
                 tracing::error!(by = %row.run_id, "the lease was taken over by another run; stopping");
                 state.lost.store(true, Ordering::SeqCst);
                 return;
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!("lease heartbeat could not read the audit table: {e}");
-                continue;
+            Ok(_) => {
+                // Our lease rows are gone (the audit table was recreated) or
+                // another run holds this generation: not ours any more.
+                tracing::error!("this run's lease is no longer in the audit table; stopping");
+                state.lost.store(true, Ordering::SeqCst);
+                return;
             }
+            // A failed read must not stop the renewal: renewing blind is
+            // harmless, letting the lease expire under a live run is not.
+            Err(e) => tracing::warn!("lease heartbeat could not read the audit table: {e}"),
         }
         let expires_at =
             Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(180));

@@ -985,8 +985,16 @@ impl BigQuery {
                     .await
                     .and_then(|body| decode::<wire::Job>("jobs.get", &body))
                 {
+                    // DONE explains the error only if the job failed, or if
+                    // the error is not worth retrying: a transient error on a
+                    // job that succeeded is retried like any other.
                     Ok(job) => match job.into_info(job_id) {
-                        Ok(info) if info.state == JobState::Done => Ok(Fetched::JobDone(info, err)),
+                        Ok(info)
+                            if info.state == JobState::Done
+                                && (info.error.is_some() || !err.is_transient()) =>
+                        {
+                            Ok(Fetched::JobDone(info, err))
+                        }
                         _ => Err(err),
                     },
                     Err(_) => Err(err),

@@ -799,6 +799,28 @@ async fn query_waits_and_reads_every_page() {
 }
 
 #[tokio::test]
+async fn a_transient_error_reading_the_second_page_of_a_finished_query_is_retried() {
+    let schema = json!({"fields": [{"name": "n", "type": "INTEGER"}]});
+    let server = Server::start(vec![
+        Reply::Json(
+            200,
+            json!({"jobComplete": true, "schema": schema, "totalRows": "2", "pageToken": "p2",
+                "jobReference": {"projectId": "proj", "jobId": "qq", "location": "EU"},
+                "rows": [{"f": [{"v": "1"}]}]}),
+        ),
+        // getQueryResults for page 2 fails; jobs.get shows the query succeeded.
+        Reply::Json(503, envelope(503, "backendError", "try again")),
+        Reply::Json(200, job("qq", "QUERY", "DONE", json!({}))),
+        Reply::Json(200, json!({"jobComplete": true, "schema": schema, "totalRows": "2", "rows": [{"f": [{"v": "2"}]}]})),
+    ])
+    .await;
+    let result = server.client().await.query("SELECT n", &[]).await.unwrap();
+    assert_eq!(result.rows.len(), 2);
+    assert_eq!(result.get(1, "n"), Some("2"));
+    assert_eq!(server.requests().len(), 4);
+}
+
+#[tokio::test]
 async fn query_retries_reuse_the_request_id() {
     let server = Server::start(vec![
         Reply::Json(503, envelope(503, "backendError", "later")),

@@ -519,7 +519,7 @@ async fn two_runners_on_one_job_one_refuses_and_the_table_is_right() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
-    env.slow_partition_jobs(Duration::from_secs(30));
+    env.slow_partition_jobs(Duration::from_secs(3));
     let d = env.descriptor(
         "2024-01-01",
         "2024-01-03",

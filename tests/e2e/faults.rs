@@ -41,6 +41,36 @@ fn read_until(reader: &mut impl BufRead, pred: impl Fn(&Value) -> bool) -> Vec<V
     }
 }
 
+/// A running binary, stopped reading at its first `partition_started`.
+struct Started {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+    /// The BigQuery job ID of that first partition.
+    job_id: String,
+}
+
+/// Spawn a run of `d` and wait until its first partition job is submitted.
+fn spawn_until_started(env: &Env, d: &Value) -> Started {
+    let mut child = env.spawn(d, &[]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let seen = read_until(&mut out, |e| e["event"] == "partition_started");
+    let job_id = s(&seen.last().expect("a partition started")["bq_job_id"]);
+    Started { child, out, job_id }
+}
+
+/// The destination holds exactly the expected days, every partition's latest
+/// audit row is SUCCEEDED, and no partition ever had two jobs at once.
+fn assert_converged(env: &Env, start: &str, end: &str) {
+    assert_eq!(env.daily(), demo::expected_daily(date(start), date(end)));
+    let latest = env.latest_status();
+    assert!(latest.values().all(|s| s == "SUCCEEDED"), "{latest:?}");
+    assert_eq!(
+        env.emu.stats().concurrency_violations,
+        0,
+        "no partition ever had two jobs running at once"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_api_failures_are_retried_with_events_and_no_duplicate_jobs() {
     let env = Env::demo("2024-01-01", "2024-01-05").await;
@@ -177,10 +207,9 @@ async fn a_job_killed_mid_flight_is_adopted_not_resubmitted() {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
     env.slow_partition_jobs(Duration::from_millis(1500));
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
-    let mut child = env.spawn(&d, &[]);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let seen = read_until(&mut out, |e| e["event"] == "partition_started");
-    let job_id = s(&seen.last().unwrap()["bq_job_id"]);
+    let Started {
+        mut child, job_id, ..
+    } = spawn_until_started(&env, &d);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(env.latest_status()["20240101"], "RUNNING");
@@ -208,10 +237,11 @@ async fn signal_cancels(sig: i32, code: i32) {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
     env.slow_partition_jobs(Duration::from_secs(30));
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
-    let mut child = env.spawn(&d, &[]);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let seen = read_until(&mut out, |e| e["event"] == "partition_started");
-    let job_id = s(&seen.last().unwrap()["bq_job_id"]);
+    let Started {
+        mut child,
+        mut out,
+        job_id,
+    } = spawn_until_started(&env, &d);
     let t0 = Instant::now();
     unsafe { libc::kill(child.id() as i32, sig) };
     let rest = read_until(&mut out, |e| e["event"] == "run_finished");
@@ -266,10 +296,11 @@ async fn an_unconfirmed_cancel_stays_running_and_the_next_run_never_writes_besid
         .faults()
         .fail_next("jobs.cancel", 1, 403, "accessDenied");
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
-    let mut child = env.spawn(&d, &[]);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let started = read_until(&mut out, |e| e["event"] == "partition_started");
-    let job_id = s(&started.last().unwrap()["bq_job_id"]);
+    let Started {
+        mut child,
+        mut out,
+        job_id,
+    } = spawn_until_started(&env, &d);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let rest = read_until(&mut out, |e| e["event"] == "run_finished");
     assert_eq!(child.wait().unwrap().code(), Some(143));
@@ -306,11 +337,7 @@ async fn an_unconfirmed_cancel_stays_running_and_the_next_run_never_writes_besid
         0,
         "the new attempt never ran beside the old job"
     );
-    assert_eq!(
-        env.daily(),
-        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
-    );
-    assert!(env.latest_status().values().all(|s| s == "SUCCEEDED"));
+    assert_converged(&env, "2024-01-01", "2024-01-03");
 }
 
 /// The audit table is dropped while a killed run's job still runs: the next
@@ -321,9 +348,7 @@ async fn a_recreated_audit_table_never_overlaps_a_job_still_running() {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
     env.slow_partition_jobs(Duration::from_secs(2));
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
-    let mut child = env.spawn(&d, &[]);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    read_until(&mut out, |e| e["event"] == "partition_started");
+    let mut child = spawn_until_started(&env, &d).child;
     child.kill().unwrap();
     child.wait().unwrap();
     env.drop_table(demo::OPS_DATASET, AUDIT).await;
@@ -425,11 +450,12 @@ async fn a_second_signal_exits_at_once_and_the_next_run_replaces_the_cancelled_j
         .faults()
         .delay("jobs.cancel", 1, Duration::from_secs(20));
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
-    let mut child = env.spawn(&d, &[]);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let Started {
+        mut child,
+        mut out,
+        job_id,
+    } = spawn_until_started(&env, &d);
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let started = read_until(&mut out, |e| e["event"] == "partition_started");
-    let job_id = s(&started.last().unwrap()["bq_job_id"]);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     // Send the second signal only once the first was handled: two pending
     // SIGTERMs would merge into one.
@@ -485,11 +511,7 @@ async fn a_second_signal_exits_at_once_and_the_next_run_replaces_the_cancelled_j
         .collect();
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
     assert_eq!(s(&cancelled[0]["bq_job_id"]), job_id);
-    assert_eq!(
-        env.daily(),
-        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
-    );
-    assert!(env.latest_status().values().all(|s| s == "SUCCEEDED"));
+    assert_converged(&env, "2024-01-01", "2024-01-03");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,9 +547,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_needs_force_unlock() {
         "2024-01-03",
         json!({"lease": {"ttl_seconds": 2}}),
     );
-    let mut child = env.spawn(&d, &[]);
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    read_until(&mut out, |e| e["event"] == "partition_started");
+    let mut child = spawn_until_started(&env, &d).child;
     child.kill().unwrap();
     child.wait().unwrap();
     env.normal_speed();

@@ -123,7 +123,9 @@ pub struct Descriptor {
     pub lease: Lease,
 }
 
-/// Partition granularity; must match the destination table's partitioning.
+/// Partition granularity; must match the destination table's partitioning:
+/// `hour`, `day`, `month`, `year` (time-unit partitioning) or
+/// `integer_range` (integer-range partitioning, with `interval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
@@ -131,6 +133,7 @@ pub enum Granularity {
     Day,
     Month,
     Year,
+    IntegerRange,
 }
 
 /// Processing order of the partitions.
@@ -146,44 +149,157 @@ pub enum Order {
 /// `start`..`end` or an explicit `list`. A range may also be given (or
 /// overridden) on the command line with `--start` and `--end`.
 ///
-/// Accepted spellings of a partition boundary, at any granularity, as long
+/// Time granularities: a boundary is a string, at any granularity, as long
 /// as the value is the first instant of a partition (UTC): `2024`,
 /// `2024-01`, `202401`, `2024-01-15`, `20240115`, `2024-01-15T03`,
 /// `2024011503`, or RFC 3339 such as `2024-01-15T03:00:00Z`.
+///
+/// `integer_range`: `interval` is required; bounds and list entries are
+/// integers (JSON integers or strings of digits such as `"-10"`); the
+/// partitions are `start`, `start + interval`, ... below `end`, each named
+/// by its start. The destination's range and interval are checked before
+/// any job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(transform = partitions_schema)]
 pub struct Partitions {
-    /// `hour`, `day`, `month` or `year`.
+    /// `hour`, `day`, `month`, `year` or `integer_range`.
     pub granularity: Granularity,
+    /// `integer_range` only (and required there): the width of each
+    /// partition, a positive integer equal to the table's
+    /// `rangePartitioning.range.interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Bound>,
     /// First partition of the range (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<String>,
+    pub start: Option<Bound>,
     /// End of the range (exclusive): the first partition NOT rebuilt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end: Option<String>,
+    pub end: Option<Bound>,
     /// Explicit partitions, instead of a range. Non-empty, no duplicates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 10_000))]
-    pub list: Option<Vec<String>>,
+    pub list: Option<Vec<Bound>>,
     /// `oldest_first` (default) or `newest_first`.
     #[serde(default)]
     pub order: Order,
 }
 
 /// A range excludes a list. Nulls count as absent (as in the parser), and a
-/// range may be partial: `--start`/`--end` can complete it.
+/// range may be partial: `--start`/`--end` can complete it. `interval` is
+/// required by `integer_range` and refused by the time granularities.
 fn partitions_schema(schema: &mut schemars::Schema) {
     let both = |bound: &str| {
         serde_json::json!({
             "required": ["list", bound],
-            "properties": { "list": { "type": "array" }, bound: { "type": "string" } }
+            "properties": { "list": { "type": "array" }, bound: { "type": ["string", "integer"] } }
         })
     };
     schema.insert(
         "not".into(),
         serde_json::json!({ "anyOf": [both("start"), both("end")] }),
     );
+    schema.insert(
+        "if".into(),
+        serde_json::json!({
+            "required": ["granularity"],
+            "properties": { "granularity": { "const": "integer_range" } }
+        }),
+    );
+    schema.insert(
+        "then".into(),
+        serde_json::json!({
+            "required": ["interval"],
+            "properties": {
+                "interval": {
+                    "anyOf": [
+                        { "type": "integer", "minimum": 1, "maximum": i64::MAX },
+                        { "type": "string", "pattern": "^[0-9]{1,19}$" }
+                    ]
+                }
+            }
+        }),
+    );
+    schema.insert(
+        "else".into(),
+        serde_json::json!({
+            "properties": {
+                "interval": { "type": "null" },
+                "start": { "type": ["string", "null"] },
+                "end": { "type": ["string", "null"] },
+                "list": { "items": { "type": "string" } }
+            }
+        }),
+    );
+}
+
+/// A partition bound, list entry or interval: a JSON string or a JSON
+/// integer (INT64). Strings are what time granularities take and what
+/// `--start`/`--end` supply; integers are for `integer_range`, which also
+/// accepts strings of digits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Bound {
+    Integer(i64),
+    Text(String),
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bound::Integer(n) => write!(f, "{n}"),
+            Bound::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<&str> for Bound {
+    fn from(s: &str) -> Self {
+        Bound::Text(s.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Bound {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bound;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Bound, E> {
+                Ok(Bound::Integer(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Bound, E> {
+                i64::try_from(v).map(Bound::Integer).map_err(|_| {
+                    E::custom(format_args!(
+                        "integer {v} is out of range: INT64 ends at {}",
+                        i64::MAX
+                    ))
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bound, E> {
+                Ok(Bound::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Bound {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Bound".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A string (time granularities: a date or time; integer_range: a decimal integer such as \"-10\") or an integer (integer_range).",
+            "anyOf": [
+                { "type": "string" },
+                { "type": "integer", "minimum": i64::MIN, "maximum": i64::MAX }
+            ]
+        })
+    }
 }
 
 /// Exactly one source is set (null counts as absent, as in the parser).
@@ -207,7 +323,9 @@ pub struct Source {
     /// GoogleSQL SELECT whose result replaces the partition. It receives the
     /// partition only through named parameters: `@partition_id` (STRING),
     /// `@partition_date` (DATE), `@partition_start` and `@partition_end`
-    /// (TIMESTAMP, half-open); it must use at least one of them. Sent to
+    /// (TIMESTAMP, half-open); for `integer_range`: `@partition_id`
+    /// (STRING), `@partition_start` and `@partition_end` (INT64, half-open),
+    /// no `@partition_date`. It must use at least one of them. Sent to
     /// BigQuery as written; at most 1 MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
@@ -225,8 +343,10 @@ pub struct Source {
 pub struct LoadJob {
     /// `gs://bucket/path` templates, expanded per partition. Placeholders:
     /// `{partition_id}`, `{partition_date}` (YYYY-MM-DD), `{year}`,
-    /// `{month}`, `{day}`, `{hour}` (zero-padded). Every URI must identify
-    /// the partition (e.g. contain `{partition_date}` for day partitions).
+    /// `{month}`, `{day}`, `{hour}` (zero-padded); for `integer_range`:
+    /// `{partition_id}`, `{partition_start}`, `{partition_end}`. Every URI
+    /// must identify the partition (e.g. contain `{partition_date}` for day
+    /// partitions, `{partition_start}` for integer ranges).
     #[schemars(length(min = 1, max = 10_000))]
     pub uris: Vec<String>,
     /// BigQuery `sourceFormat`.
@@ -950,13 +1070,18 @@ fn field_hint(field: &str) -> Option<&'static str> {
             "`partitions` is an object: {\"granularity\": \"day\", \"start\": \"2024-01-01\", \"end\": \"2024-02-01\"}"
         }
         "partitions.granularity" => {
-            "`granularity` is one of \"hour\", \"day\", \"month\", \"year\""
+            "`granularity` is one of \"hour\", \"day\", \"month\", \"year\", \"integer_range\""
         }
-        "partitions.start" | "partitions.end" => "a range bound is a string such as \"2024-01-15\"",
+        "partitions.interval" => "`interval` (integer_range only) is a positive integer such as 10",
+        "partitions.start" | "partitions.end" => {
+            "a range bound is a string such as \"2024-01-15\" (integer_range: an integer such as 40)"
+        }
         "partitions.list" => {
-            "`list` is an array of strings such as [\"2024-01-15\", \"2024-01-20\"]"
+            "`list` is an array of strings such as [\"2024-01-15\", \"2024-01-20\"] (integer_range: integers such as [0, 40])"
         }
-        "partitions.list[]" => "list entries are strings such as \"2024-01-15\"",
+        "partitions.list[]" => {
+            "list entries are strings such as \"2024-01-15\" (integer_range: integers such as 40)"
+        }
         "partitions.order" => "`order` is \"oldest_first\" or \"newest_first\"",
         "source" => "`source` is an object with exactly one of \"query\", \"load\" or \"copy\"",
         "source.query" => "`source.query` is the SQL text as a string",
@@ -1117,7 +1242,7 @@ impl<'a> Builder<'a> {
         }
         let destination = self.table("destination", &d.destination, project.as_deref());
         let partitions = self.partitions(&d.partitions);
-        let granularity = partition::Granularity::from(d.partitions.granularity);
+        let granularity = time_granularity(d.partitions.granularity);
         let source = self.source(
             &d.source,
             granularity,
@@ -1234,8 +1359,22 @@ impl<'a> Builder<'a> {
         &mut self,
         g: partition::Granularity,
         field: &str,
-        s: &str,
+        b: &Bound,
     ) -> Option<DateTime<Utc>> {
+        let s = match b {
+            Bound::Text(s) => s.as_str(),
+            Bound::Integer(n) => {
+                self.issue(
+                    field,
+                    format!("invalid type: integer `{n}`, expected a string"),
+                    format!(
+                        "{g} boundaries are strings such as {}; only `integer_range` partitions take integers",
+                        g.examples()
+                    ),
+                );
+                return None;
+            }
+        };
         let t = match partition::parse_instant(s) {
             Ok(t) => t,
             Err(message) => {
@@ -1277,18 +1416,82 @@ impl<'a> Builder<'a> {
     }
 
     fn partitions(&mut self, p: &Partitions) -> Option<PartitionSpec> {
-        let g = partition::Granularity::from(p.granularity);
         let order = match p.order {
             Order::OldestFirst => partition::Order::OldestFirst,
             Order::NewestFirst => partition::Order::NewestFirst,
         };
-        let spec = |selection| PartitionSpec {
-            granularity: g,
-            selection,
-            order,
+        match time_granularity(p.granularity) {
+            Some(g) => {
+                if let Some(i) = &p.interval {
+                    self.issue(
+                        "partitions.interval",
+                        format!("`interval` ({i}) applies only to `integer_range` partitions, but the granularity is {g}"),
+                        format!("remove `interval`: {g} partitions are one {g} wide; or set `granularity` to \"integer_range\" for an integer-range partitioned table"),
+                    );
+                }
+                let selection = self.selection(p, &TimeAxis(g));
+                if p.interval.is_some() {
+                    return None;
+                }
+                Some(PartitionSpec {
+                    scheme: partition::Scheme::Time {
+                        granularity: g,
+                        selection: selection?,
+                    },
+                    order,
+                })
+            }
+            None => {
+                let interval = self.interval(p.interval.as_ref());
+                let selection = self.selection(p, &IntegerAxis(interval));
+                Some(PartitionSpec {
+                    scheme: partition::Scheme::IntegerRange {
+                        interval: interval?,
+                        selection: selection?,
+                    },
+                    order,
+                })
+            }
+        }
+    }
+
+    /// `partitions.interval` of an `integer_range` descriptor: required, a
+    /// positive INT64.
+    fn interval(&mut self, v: Option<&Bound>) -> Option<i64> {
+        const FIELD: &str = "partitions.interval";
+        const HINT: &str = "set `partitions.interval` to the table's rangePartitioning.range.interval, a positive integer such as 10 (`bq show --format=prettyjson dataset.table` shows it)";
+        let Some(v) = v else {
+            self.issue(FIELD, "`integer_range` partitions need an `interval`", HINT);
+            return None;
         };
+        let n = match v {
+            Bound::Integer(n) => *n,
+            Bound::Text(s) => match partition::parse_integer(s) {
+                Ok(n) => n,
+                Err(message) => {
+                    self.issue(FIELD, message, HINT);
+                    return None;
+                }
+            },
+        };
+        if n <= 0 {
+            self.issue(
+                FIELD,
+                format!("the interval must be positive, found {n}"),
+                HINT,
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// The range or list of `p`, on either axis (time or integers).
+    fn selection<A: Axis>(&mut self, p: &Partitions, axis: &A) -> Option<Selection<A::T>> {
         let (o_start, o_end) = if self.mode == Mode::Resolve {
-            (self.overrides.start.clone(), self.overrides.end.clone())
+            (
+                self.overrides.start.as_deref().map(Bound::from),
+                self.overrides.end.as_deref().map(Bound::from),
+            )
         } else {
             (None, None)
         };
@@ -1322,9 +1525,9 @@ impl<'a> Builder<'a> {
                 ok = false;
             }
             return self
-                .partition_list(g, list)
+                .partition_list(axis, list)
                 .filter(|_| ok)
-                .map(|l| spec(Selection::List(l)));
+                .map(Selection::List);
         }
 
         let start = o_start
@@ -1336,7 +1539,7 @@ impl<'a> Builder<'a> {
         let (start, end) = match (start, end) {
             (Some(s), Some(e)) => (s, e),
             (None, None) if self.mode == Mode::Static => {
-                return Some(spec(Selection::List(Vec::new())));
+                return Some(Selection::List(Vec::new()));
             }
             (None, None) => {
                 self.issue(
@@ -1349,8 +1552,8 @@ impl<'a> Builder<'a> {
             (Some((field, s)), None) => {
                 if self.mode == Mode::Static {
                     // `--end` may supply it; still check what is there.
-                    self.boundary(g, field, &s);
-                    return Some(spec(Selection::List(Vec::new())));
+                    axis.parse(self, field, &s);
+                    return Some(Selection::List(Vec::new()));
                 }
                 self.issue(
                     "partitions.end",
@@ -1361,8 +1564,8 @@ impl<'a> Builder<'a> {
             }
             (None, Some((field, e))) => {
                 if self.mode == Mode::Static {
-                    self.boundary(g, field, &e);
-                    return Some(spec(Selection::List(Vec::new())));
+                    axis.parse(self, field, &e);
+                    return Some(Selection::List(Vec::new()));
                 }
                 self.issue(
                     "partitions.start",
@@ -1372,8 +1575,8 @@ impl<'a> Builder<'a> {
                 return None;
             }
         };
-        let s = self.boundary(g, start.0, &start.1);
-        let e = self.boundary(g, end.0, &end.1);
+        let s = axis.parse(self, start.0, &start.1);
+        let e = axis.parse(self, end.0, &end.1);
         let (s, e) = (s?, e?);
         if e <= s {
             let message = if e == s {
@@ -1388,31 +1591,29 @@ impl<'a> Builder<'a> {
                 end.0,
                 message,
                 format!(
-                    "the range is half-open [start, end): end is the first partition NOT rebuilt; to rebuild only `{}` set end to `{}`",
-                    display_boundary(g, s),
-                    display_boundary(g, partition::next_start(g, s))
+                    "the range is half-open [start, end): end is the first partition NOT rebuilt; {}",
+                    axis.only_hint(s)
                 ),
             );
             return None;
         }
-        let spec = spec(Selection::Range { start: s, end: e });
-        let n = partition::count(&spec);
-        if n > partition::MAX_PARTITIONS {
+        if let Some(n) = axis.count(s, e)
+            && n > partition::MAX_PARTITIONS as u128
+        {
             self.issue(
                 "partitions",
-                format!("the range covers {n} {g} partitions; a table has at most 10000"),
-                "split the range into several runs (each with its own `job` name), e.g. one per year",
+                format!(
+                    "the range covers {n} {} partitions; a table has at most 10000",
+                    axis.name()
+                ),
+                axis.split_hint(),
             );
             return None;
         }
-        Some(spec)
+        Some(Selection::Range { start: s, end: e })
     }
 
-    fn partition_list(
-        &mut self,
-        g: partition::Granularity,
-        list: &[String],
-    ) -> Option<Vec<DateTime<Utc>>> {
+    fn partition_list<A: Axis>(&mut self, axis: &A, list: &[Bound]) -> Option<Vec<A::T>> {
         if list.is_empty() {
             self.issue(
                 "partitions.list",
@@ -1433,25 +1634,14 @@ impl<'a> Builder<'a> {
             return None;
         }
         let mut out = Vec::with_capacity(list.len());
-        let mut seen: BTreeMap<DateTime<Utc>, usize> = BTreeMap::new();
+        let mut seen: BTreeMap<A::T, usize> = BTreeMap::new();
         let mut ok = true;
         for (i, s) in list.iter().enumerate() {
             let field = format!("partitions.list[{i}]");
-            let Some(t) = self.boundary(g, &field, s) else {
+            let Some(t) = axis.parse_list_entry(self, &field, s) else {
                 ok = false;
                 continue;
             };
-            if t >= partition::latest() {
-                self.issue(
-                    field,
-                    format!(
-                        "`{s}` is outside BigQuery's partitionable dates (1960-01-01 to 2159-12-31)"
-                    ),
-                    "choose dates inside that window",
-                );
-                ok = false;
-                continue;
-            }
             if let Some(first) = seen.get(&t) {
                 self.issue(
                     field,
@@ -1473,7 +1663,7 @@ impl<'a> Builder<'a> {
     fn source(
         &mut self,
         s: &Source,
-        g: partition::Granularity,
+        g: Option<partition::Granularity>,
         project: Option<&str>,
         destination: Option<&TableRef>,
     ) -> Option<settings::Source> {
@@ -1493,7 +1683,7 @@ impl<'a> Builder<'a> {
             }
             [_] => {
                 if let Some(q) = &s.query {
-                    self.query(q).map(|sql| settings::Source::Query { sql })
+                    self.query(q, g).map(|sql| settings::Source::Query { sql })
                 } else if let Some(l) = &s.load {
                     self.load(l, g).map(settings::Source::Load)
                 } else if let Some(c) = &s.copy {
@@ -1528,9 +1718,21 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn query(&mut self, q: &str) -> Option<String> {
+    /// The query; `g` is the time granularity (`None`: integer ranges).
+    fn query(&mut self, q: &str, g: Option<partition::Granularity>) -> Option<String> {
         const FIELD: &str = "source.query";
-        const PARAMS_HINT: &str = "filter on the partition with the named parameters @partition_date (DATE), @partition_id (STRING), @partition_start and @partition_end (TIMESTAMP), e.g. `WHERE DATE(ts) = @partition_date`";
+        const TIME_PARAMS_HINT: &str = "filter on the partition with the named parameters @partition_date (DATE), @partition_id (STRING), @partition_start and @partition_end (TIMESTAMP), e.g. `WHERE DATE(ts) = @partition_date`";
+        const INTEGER_PARAMS_HINT: &str = "filter on the partition with the named parameters @partition_start and @partition_end (INT64, half-open) or @partition_id (STRING), e.g. `WHERE bucket >= @partition_start AND bucket < @partition_end`";
+        let (params_hint, template_hint) = match g {
+            Some(_) => (
+                TIME_PARAMS_HINT,
+                "bq-backfill never splices values into SQL text; use the query parameter instead, e.g. `@partition_date` for `{partition_date}` (parameters: @partition_id, @partition_date, @partition_start, @partition_end)",
+            ),
+            None => (
+                INTEGER_PARAMS_HINT,
+                "bq-backfill never splices values into SQL text; use the query parameter instead, e.g. `@partition_start` for `{partition_start}` (parameters: @partition_id, @partition_start, @partition_end)",
+            ),
+        };
         if q.len() > MAX_QUERY_BYTES {
             self.issue(
                 FIELD,
@@ -1552,7 +1754,7 @@ impl<'a> Builder<'a> {
             self.issue(
                 FIELD,
                 format!("query contains the template placeholder `{t}`"),
-                "bq-backfill never splices values into SQL text; use the query parameter instead, e.g. `@partition_date` for `{partition_date}` (parameters: @partition_id, @partition_date, @partition_start, @partition_end)",
+                template_hint,
             );
             return None;
         }
@@ -1581,7 +1783,7 @@ impl<'a> Builder<'a> {
             return None;
         }
         if scan.positional {
-            self.issue(FIELD, "query uses a positional parameter `?`", PARAMS_HINT);
+            self.issue(FIELD, "query uses a positional parameter `?`", params_hint);
             return None;
         }
         let unknown: Vec<&String> = scan
@@ -1593,7 +1795,15 @@ impl<'a> Builder<'a> {
             self.issue(
                 FIELD,
                 format!("query uses the parameter `@{p}`, which bq-backfill does not provide"),
-                PARAMS_HINT,
+                params_hint,
+            );
+            return None;
+        }
+        if g.is_none() && scan.params.iter().any(|p| p == "partition_date") {
+            self.issue(
+                FIELD,
+                "query uses `@partition_date`, which integer_range partitions do not have",
+                INTEGER_PARAMS_HINT,
             );
             return None;
         }
@@ -1601,14 +1811,19 @@ impl<'a> Builder<'a> {
             self.issue(
                 FIELD,
                 "query does not use any partition parameter, so every partition would receive the same rows",
-                PARAMS_HINT,
+                params_hint,
             );
             return None;
         }
         Some(q.to_string())
     }
 
-    fn load(&mut self, l: &LoadJob, g: partition::Granularity) -> Option<settings::LoadSource> {
+    /// A load source; `g` is the time granularity (`None`: integer ranges).
+    fn load(
+        &mut self,
+        l: &LoadJob,
+        g: Option<partition::Granularity>,
+    ) -> Option<settings::LoadSource> {
         let mut ok = true;
         if l.uris.is_empty() {
             self.issue("source.load.uris", "no URIs given", "list at least one gs:// URI template, e.g. `gs://bucket/events/{partition_date}/*.json`");
@@ -1629,24 +1844,7 @@ impl<'a> Builder<'a> {
             let field = format!("source.load.uris[{i}]");
             match ident::gcs_uri_template(uri) {
                 Ok(used) => {
-                    if let Some(p) = used.iter().find(|p| finer_than(p, g)) {
-                        self.issue(
-                            field,
-                            format!("the placeholder `{{{p}}}` is finer than {g} partitions"),
-                            format!("{g} partitions have no {p}; remove `{{{p}}}` from the URI"),
-                        );
-                        ok = false;
-                    } else if !identifies_partition(&used, g) {
-                        self.issue(
-                            field,
-                            format!("`{uri}` does not identify the partition, so every {g} partition would load the same files"),
-                            format!("include `{{partition_id}}`{}", match g {
-                                partition::Granularity::Hour => ", or `{partition_date}` with `{hour}`",
-                                partition::Granularity::Day => " or `{partition_date}` (or `{year}`, `{month}` and `{day}`)",
-                                partition::Granularity::Month => " or `{year}` and `{month}`",
-                                partition::Granularity::Year => " or `{year}`",
-                            }),
-                        );
+                    if !self.uri_placeholders(&field, uri, &used, g) {
                         ok = false;
                     }
                 }
@@ -1721,6 +1919,72 @@ impl<'a> Builder<'a> {
             max_bad_records: l.max_bad_records,
             null_marker: l.null_marker.clone(),
         })
+    }
+
+    /// Checks that a URI's placeholders suit the partitioning and identify
+    /// the partition; records an issue and returns false otherwise.
+    fn uri_placeholders(
+        &mut self,
+        field: &str,
+        uri: &str,
+        used: &[&str],
+        g: Option<partition::Granularity>,
+    ) -> bool {
+        let Some(g) = g else {
+            if let Some(p) = used
+                .iter()
+                .find(|p| !ident::INTEGER_URI_PLACEHOLDERS.contains(p))
+            {
+                self.issue(
+                    field,
+                    format!("the placeholder `{{{p}}}` applies only to time partitions, but the granularity is integer_range"),
+                    "integer_range URIs use `{partition_id}`, `{partition_start}` and `{partition_end}`, e.g. `gs://bucket/export/bucket={partition_start}/*.json`",
+                );
+                return false;
+            }
+            if used.is_empty() {
+                self.issue(
+                    field,
+                    format!("`{uri}` does not identify the partition, so every integer_range partition would load the same files"),
+                    "include `{partition_id}` or `{partition_start}` (or `{partition_end}`)",
+                );
+                return false;
+            }
+            return true;
+        };
+        if let Some(p) = used
+            .iter()
+            .find(|p| !ident::TIME_URI_PLACEHOLDERS.contains(p))
+        {
+            self.issue(
+                field,
+                format!("the placeholder `{{{p}}}` applies only to integer_range partitions, but the granularity is {g}"),
+                format!("{g} URIs use `{{partition_id}}`, `{{partition_date}}`, `{{year}}`, `{{month}}`, `{{day}}` and `{{hour}}`"),
+            );
+            return false;
+        }
+        if let Some(p) = used.iter().find(|p| finer_than(p, g)) {
+            self.issue(
+                field,
+                format!("the placeholder `{{{p}}}` is finer than {g} partitions"),
+                format!("{g} partitions have no {p}; remove `{{{p}}}` from the URI"),
+            );
+            return false;
+        }
+        if !identifies_partition(used, g) {
+            self.issue(
+                field,
+                format!("`{uri}` does not identify the partition, so every {g} partition would load the same files"),
+                format!("include `{{partition_id}}`{}", match g {
+                    partition::Granularity::Hour => ", or `{partition_date}` with `{hour}`",
+                    partition::Granularity::Day => " or `{partition_date}` (or `{year}`, `{month}` and `{day}`)",
+                    partition::Granularity::Month => " or `{year}` and `{month}`",
+                    partition::Granularity::Year => " or `{year}`",
+                }),
+            );
+            return false;
+        }
+        true
     }
 
     /// A number in `[min, max]` (`min` excluded when `min_exclusive`).
@@ -1903,14 +2167,135 @@ impl<'a> Builder<'a> {
     }
 }
 
-impl From<Granularity> for partition::Granularity {
-    fn from(g: Granularity) -> Self {
-        match g {
-            Granularity::Hour => partition::Granularity::Hour,
-            Granularity::Day => partition::Granularity::Day,
-            Granularity::Month => partition::Granularity::Month,
-            Granularity::Year => partition::Granularity::Year,
+/// What range and list validation needs to know about the values
+/// partitions start at: instants (time granularities) or integers.
+trait Axis {
+    type T: Ord + Copy;
+    /// Parses a bound; records an issue naming `field` when it is invalid.
+    fn parse(&self, b: &mut Builder<'_>, field: &str, v: &Bound) -> Option<Self::T>;
+    /// Parses a list entry (a partition's start).
+    fn parse_list_entry(&self, b: &mut Builder<'_>, field: &str, v: &Bound) -> Option<Self::T> {
+        self.parse(b, field, v)
+    }
+    /// How many partitions start in [s, e); `None` when unknown.
+    fn count(&self, s: Self::T, e: Self::T) -> Option<u128>;
+    /// The end that rebuilds only the partition starting at `s`, for hints.
+    fn only_hint(&self, s: Self::T) -> String;
+    /// The granularity, for messages.
+    fn name(&self) -> String;
+    /// How to split an oversized range.
+    fn split_hint(&self) -> &'static str;
+}
+
+struct TimeAxis(partition::Granularity);
+
+impl Axis for TimeAxis {
+    type T = DateTime<Utc>;
+
+    fn parse(&self, b: &mut Builder<'_>, field: &str, v: &Bound) -> Option<DateTime<Utc>> {
+        b.boundary(self.0, field, v)
+    }
+
+    fn parse_list_entry(
+        &self,
+        b: &mut Builder<'_>,
+        field: &str,
+        v: &Bound,
+    ) -> Option<DateTime<Utc>> {
+        let t = b.boundary(self.0, field, v)?;
+        if t >= partition::latest() {
+            b.issue(
+                field,
+                format!(
+                    "`{v}` is outside BigQuery's partitionable dates (1960-01-01 to 2159-12-31)"
+                ),
+                "choose dates inside that window",
+            );
+            return None;
         }
+        Some(t)
+    }
+
+    fn count(&self, s: DateTime<Utc>, e: DateTime<Utc>) -> Option<u128> {
+        let spec = PartitionSpec {
+            scheme: partition::Scheme::Time {
+                granularity: self.0,
+                selection: Selection::Range { start: s, end: e },
+            },
+            order: partition::Order::OldestFirst,
+        };
+        Some(partition::count(&spec) as u128)
+    }
+
+    fn only_hint(&self, s: DateTime<Utc>) -> String {
+        let g = self.0;
+        format!(
+            "to rebuild only `{}` set end to `{}`",
+            display_boundary(g, s),
+            display_boundary(g, partition::next_start(g, s))
+        )
+    }
+
+    fn name(&self) -> String {
+        self.0.to_string()
+    }
+
+    fn split_hint(&self) -> &'static str {
+        "split the range into several runs (each with its own `job` name), e.g. one per year"
+    }
+}
+
+/// Integer-range bounds; the interval is `None` when it is itself invalid.
+struct IntegerAxis(Option<i64>);
+
+impl Axis for IntegerAxis {
+    type T = i64;
+
+    fn parse(&self, b: &mut Builder<'_>, field: &str, v: &Bound) -> Option<i64> {
+        match v {
+            Bound::Integer(n) => Some(*n),
+            Bound::Text(s) => match partition::parse_integer(s) {
+                Ok(n) => Some(n),
+                Err(message) => {
+                    b.issue(
+                        field,
+                        message,
+                        "integer_range bounds and list entries are integers (INT64), e.g. 0, 40 or -10, as JSON numbers or strings of digits",
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn count(&self, s: i64, e: i64) -> Option<u128> {
+        self.0.map(|i| partition::integer_count(s, e, i))
+    }
+
+    fn only_hint(&self, s: i64) -> String {
+        match self.0.and_then(|i| s.checked_add(i)) {
+            Some(next) => format!("to rebuild only `{s}` set end to `{next}`"),
+            None => format!("to rebuild only `{s}` set end to `{s}` + interval"),
+        }
+    }
+
+    fn name(&self) -> String {
+        partition::INTEGER_RANGE.to_string()
+    }
+
+    fn split_hint(&self) -> &'static str {
+        "split the range into several runs (each with its own `job` name), or check `partitions.interval`"
+    }
+}
+
+/// The time granularity; `None` for `integer_range`.
+fn time_granularity(g: Granularity) -> Option<partition::Granularity> {
+    match g {
+        Granularity::Hour => Some(partition::Granularity::Hour),
+        Granularity::Day => Some(partition::Granularity::Day),
+        Granularity::Month => Some(partition::Granularity::Month),
+        Granularity::Year => Some(partition::Granularity::Year),
+        Granularity::IntegerRange => None,
     }
 }
 

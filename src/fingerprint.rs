@@ -2,7 +2,8 @@
 //!
 //! The fingerprint identifies "the logic that produces a partition": the
 //! source (query text, load URIs and options, copy table), the destination
-//! table and the granularity. Anything that only changes how or when the
+//! table and the granularity (with the interval of an integer range).
+//! Anything that only changes how or when the
 //! work runs (throttle, priority, labels, byte cap, failure policy, retries,
 //! time budget, lease, which partitions are selected) is left out, so that
 //! tuning a run never invalidates its checkpoints.
@@ -40,12 +41,17 @@ pub fn canonical_input(settings: &Settings) -> String {
         }),
         Source::Copy { table } => json!({ "kind": "copy", "table": table.to_string() }),
     };
-    let doc = json!({
+    let mut doc = json!({
         "fingerprint_version": FINGERPRINT_VERSION,
         "destination": settings.destination.to_string(),
-        "granularity": settings.partitions.granularity.as_str(),
+        "granularity": settings.partitions.granularity_name(),
         "source": source,
     });
+    // Only integer ranges have an interval; leaving the key out otherwise
+    // keeps every time-partitioned fingerprint as it was.
+    if let Some(interval) = settings.partitions.interval() {
+        doc["interval"] = json!(interval);
+    }
     let mut out = String::new();
     write_canonical(&doc, &mut out);
     out
@@ -221,6 +227,36 @@ mod tests {
         for s in &same {
             assert_eq!(s, &base);
         }
+    }
+
+    #[test]
+    fn integer_ranges_fingerprint_their_interval() {
+        let range = |interval: Value, selection: Value| {
+            fp(|v| {
+                let mut p = json!({"granularity": "integer_range", "interval": interval});
+                p.as_object_mut()
+                    .unwrap()
+                    .extend(selection.as_object().unwrap().clone());
+                v["partitions"] = p;
+                v["source"] = json!({"query": "SELECT * FROM raw.orders WHERE bucket >= @partition_start AND bucket < @partition_end"});
+            })
+        };
+        let base = range(json!(10), json!({"start": 0, "end": 100}));
+        let s = settings_with(|v| {
+            v["partitions"] =
+                json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 100});
+            v["source"] = json!({"query": "SELECT * FROM raw.orders WHERE bucket >= @partition_start AND bucket < @partition_end"});
+        });
+        assert!(
+            canonical_input(&s).contains(r#""granularity":"integer_range","interval":10,"#),
+            "{}",
+            canonical_input(&s)
+        );
+        assert_ne!(base, range(json!(20), json!({"start": 0, "end": 100})));
+        // The selection is not part of it; nor is the spelling of the interval.
+        assert_eq!(base, range(json!(10), json!({"start": "40", "end": 60})));
+        assert_eq!(base, range(json!(10), json!({"list": [90, 0]})));
+        assert_eq!(base, range(json!("10"), json!({"start": 0, "end": 100})));
     }
 
     #[test]

@@ -98,18 +98,22 @@ pub fn load_settings<R: Read + AsFd>(
 pub fn summary(settings: &Settings) -> serde_json::Value {
     let n = partition::count(&settings.partitions);
     let plan = partition::plan(&settings.partitions);
-    json!({
+    let mut line = json!({
         "valid": true,
         "job": settings.job,
         "project": settings.project,
         "destination": settings.destination.to_string(),
-        "granularity": settings.partitions.granularity.as_str(),
+        "granularity": settings.partitions.granularity_name(),
         "partitions": n,
         "first": plan.first().map(|p| p.id.clone()),
         "last": plan.last().map(|p| p.id.clone()),
         "checkpoint_table": settings.checkpoint_table.to_string(),
         "fingerprint": fingerprint(settings),
-    })
+    });
+    if let Some(interval) = settings.partitions.interval() {
+        line["interval"] = json!(interval);
+    }
+    line
 }
 
 /// `bq-backfill validate`: checks the descriptor without any network access.

@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::bq::{BigQuery, BqError, InsertOutcome, JobInfo, JobState};
+use crate::bq::{BigQuery, BqError, InsertOutcome, JobInfo, JobState, RangePartitioningMeta};
 use crate::cancel::Cancel;
 use crate::checkpoint::{AuditRow, CheckpointError, Checkpoints, PartitionState, Status};
 use crate::events::{Emitter, Event, RunError, RunStatus, SkipReason};
 use crate::exit;
 use crate::fingerprint;
 use crate::lease::{Lease, LeaseError};
-use crate::partition::{self, Granularity, Partition};
+use crate::partition::{self, Partition, PartitionSpec, Scheme, Selection};
 use crate::retry;
 use crate::settings::{OnFailure, Settings, Source, TableRef};
 use crate::strategy::{self, LABEL_RUN, WriteStrategy};
@@ -218,67 +218,94 @@ pub fn decide(state: Option<&PartitionState>, fingerprint: &str) -> Decision {
 }
 
 /// Check the destination (and a copy source) before anything is written.
-pub async fn preflight(bq: &BigQuery, settings: &Settings) -> Result<(), RunFailure> {
-    check_partitioned(
+/// Returns the destination's integer range (integer-range partitioning
+/// only): the last partition's `@partition_end` stops at its end.
+pub async fn preflight(
+    bq: &BigQuery,
+    settings: &Settings,
+) -> Result<Option<RangePartitioningMeta>, RunFailure> {
+    let range = check_partitioned(
         bq,
         &settings.destination,
-        settings.partitions.granularity,
+        &settings.partitions,
         "destination",
     )
     .await?;
     if let Source::Copy { table } = &settings.source {
-        check_partitioned(
-            bq,
-            table,
-            settings.partitions.granularity,
-            "source.copy.table",
-        )
-        .await?;
+        check_partitioned(bq, table, &settings.partitions, "source.copy.table").await?;
     }
-    Ok(())
+    Ok(range)
 }
 
 async fn check_partitioned(
     bq: &BigQuery,
     t: &TableRef,
-    g: Granularity,
+    spec: &PartitionSpec,
     field: &str,
-) -> Result<(), RunFailure> {
-    let want = match g {
-        Granularity::Hour => "HOUR",
-        Granularity::Day => "DAY",
-        Granularity::Month => "MONTH",
-        Granularity::Year => "YEAR",
+) -> Result<Option<RangePartitioningMeta>, RunFailure> {
+    let want = match spec.time_granularity() {
+        Some(g) => g.as_str(),
+        None => "integer range",
     };
     let Some(meta) = bq.get_table(t).await? else {
         return Err(RunFailure::Config {
             message: format!("{field}: table {t} does not exist"),
             hint: Some(format!(
-                "create it partitioned by {} first (bq-backfill never creates the destination), or fix the name",
-                want.to_lowercase()
+                "create it partitioned by {want} first (bq-backfill never creates the destination), or fix the name"
             )),
         });
     };
-    match meta.time_partitioning {
-        Some(tp) if tp.kind.eq_ignore_ascii_case(want) => Ok(()),
-        Some(tp) => Err(RunFailure::Config {
+    let Some(g) = spec.time_granularity() else {
+        return match (meta.time_partitioning, meta.range_partitioning) {
+            (_, Some(r)) => {
+                check_range(t, &r, spec, field).map_err(|r| RunFailure::Config {
+                    message: r.message,
+                    hint: Some(r.hint),
+                })?;
+                Ok(Some(r))
+            }
+            (Some(tp), None) => Err(RunFailure::Config {
+                message: format!(
+                    "{field}: table {t} is time-partitioned by {}, but partitions.granularity is integer_range",
+                    tp.kind.to_lowercase()
+                ),
+                hint: Some(format!(
+                    "set partitions.granularity to \"{}\" and remove partitions.interval, or name an integer-range partitioned table",
+                    tp.kind.to_lowercase()
+                )),
+            }),
+            (None, None) => Err(RunFailure::Config {
+                message: format!("{field}: table {t} is not partitioned"),
+                hint: Some(
+                    "bq-backfill replaces one partition at a time; it needs a partitioned table (here: integer-range partitioned)"
+                        .into(),
+                ),
+            }),
+        };
+    };
+    match (meta.time_partitioning, meta.range_partitioning) {
+        (Some(tp), _) if tp.kind.eq_ignore_ascii_case(g.bigquery_type()) => Ok(None),
+        (Some(tp), _) => Err(RunFailure::Config {
             message: format!(
-                "{field}: table {t} is partitioned by {}, but partitions.granularity is {}",
+                "{field}: table {t} is partitioned by {}, but partitions.granularity is {g}",
                 tp.kind.to_lowercase(),
-                want.to_lowercase()
             ),
             hint: Some(format!(
                 "set partitions.granularity to \"{}\"",
                 tp.kind.to_lowercase()
             )),
         }),
-        None if meta.range_partitioned => Err(RunFailure::Config {
+        (None, Some(r)) => Err(RunFailure::Config {
             message: format!(
-                "{field}: table {t} is integer-range partitioned, which this version does not backfill"
+                "{field}: table {t} is integer-range partitioned (on `{}`, range [{}, {}), interval {}), but partitions.granularity is {g}",
+                r.field, r.start, r.end, r.interval
             ),
-            hint: Some("use a time-partitioned table".into()),
+            hint: Some(format!(
+                "set partitions.granularity to \"integer_range\" with \"interval\": {} and integer start/end",
+                r.interval
+            )),
         }),
-        None => Err(RunFailure::Config {
+        (None, None) => Err(RunFailure::Config {
             message: format!("{field}: table {t} is not partitioned"),
             hint: Some(
                 "bq-backfill replaces one partition at a time; it needs a time-partitioned table"
@@ -286,6 +313,116 @@ async fn check_partitioned(
             ),
         }),
     }
+}
+
+/// Why a plan does not fit the table: becomes a [`RunFailure::Config`].
+struct Refusal {
+    message: String,
+    hint: String,
+}
+
+/// An integer-range plan against the table's range: the same interval, and
+/// every planned start on the table's grid inside [start, end).
+fn check_range(
+    t: &TableRef,
+    r: &RangePartitioningMeta,
+    spec: &PartitionSpec,
+    field: &str,
+) -> Result<(), Refusal> {
+    let table_range = format!("range [{}, {}), interval {}", r.start, r.end, r.interval);
+    let Scheme::IntegerRange {
+        interval,
+        selection,
+    } = &spec.scheme
+    else {
+        return Ok(());
+    };
+    if *interval != r.interval {
+        return Err(Refusal {
+            message: format!(
+                "partitions.interval: {interval} differs from the interval of {field} {t} ({table_range})"
+            ),
+            hint: format!(
+                "set partitions.interval to {} (the table's rangePartitioning.range.interval)",
+                r.interval
+            ),
+        });
+    }
+    let bound_field = match selection {
+        Selection::Range { .. } => "partitions.start",
+        Selection::List(_) => "partitions.list",
+    };
+    let mut starts: Vec<i64> = match selection {
+        Selection::Range { start, .. } => vec![*start],
+        Selection::List(list) => list.clone(),
+    };
+    starts.sort_unstable();
+    for s in starts {
+        if s < r.start {
+            return Err(Refusal {
+                message: format!(
+                    "{bound_field}: {s} is below the first partition of {field} {t} ({table_range})"
+                ),
+                hint: format!(
+                    "the table's first partition starts at {}; values below it are in __UNPARTITIONED__, which bq-backfill does not backfill",
+                    r.start
+                ),
+            });
+        }
+        if s >= r.end {
+            return Err(Refusal {
+                message: format!(
+                    "{bound_field}: {s} is beyond the last partition of {field} {t} ({table_range})"
+                ),
+                hint: format!(
+                    "the table's partitions end before {}; values from there on are in __UNPARTITIONED__, which bq-backfill does not backfill",
+                    r.end
+                ),
+            });
+        }
+        if (i128::from(s) - i128::from(r.start)) % i128::from(r.interval) != 0 {
+            let below = partition::align_down(s, r.start, r.interval).unwrap_or(r.start);
+            let hint = match below.checked_add(r.interval).filter(|n| *n < r.end) {
+                Some(next) => format!(
+                    "partitions start at {} + a multiple of {}: use {below} (the partition containing it) or {next} (the next one)",
+                    r.start, r.interval
+                ),
+                None => format!(
+                    "partitions start at {} + a multiple of {}: use {below} (the partition containing it)",
+                    r.start, r.interval
+                ),
+            };
+            return Err(Refusal {
+                message: format!(
+                    "{bound_field}: {s} is not the start of a partition of {field} {t} ({table_range})"
+                ),
+                hint,
+            });
+        }
+    }
+    // A range: every later start is on the same grid; only the end can
+    // overshoot the table's range.
+    if let Selection::Range { start, end } = selection
+        && let Some(last) = partition::plan(spec)
+            .iter()
+            .filter_map(|p| match p.window {
+                partition::Window::Integer { start, .. } => Some(start),
+                partition::Window::Time { .. } => None,
+            })
+            .max()
+        && last >= r.end
+    {
+        return Err(Refusal {
+            message: format!(
+                "partitions.end: the range {start}..{end} reaches partition {last}, beyond the last partition of {field} {t} ({table_range})"
+            ),
+            hint: format!(
+                "set partitions.end to at most {}; values from there on are in __UNPARTITIONED__, which bq-backfill does not backfill",
+                r.end
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Per-run counters.
@@ -367,7 +504,14 @@ async fn run_inner(
     tally: &mut Tally,
 ) -> Result<(), RunFailure> {
     let s = &ctx.settings;
-    preflight(&ctx.bq, s).await?;
+    let clamped;
+    let plan = match preflight(&ctx.bq, s).await? {
+        Some(range) => {
+            clamped = partition::clamp_to_table_end(plan, range.end);
+            clamped.as_slice()
+        }
+        None => plan,
+    };
     let cp = Arc::new(Checkpoints::new(
         ctx.bq.clone(),
         s.checkpoint_table.clone(),

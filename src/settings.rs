@@ -34,7 +34,8 @@ impl fmt::Display for TableRef {
 pub enum Source {
     /// GoogleSQL receiving the partition through named parameters only:
     /// `@partition_id` STRING, `@partition_date` DATE,
-    /// `@partition_start` / `@partition_end` TIMESTAMP.
+    /// `@partition_start` / `@partition_end` TIMESTAMP (integer ranges:
+    /// `@partition_id` STRING, `@partition_start` / `@partition_end` INT64).
     Query { sql: String },
     /// A load job from URI templates (`{partition_date}` etc. expanded).
     Load(LoadSource),
@@ -46,7 +47,8 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoadSource {
     /// URI templates; placeholders: `{partition_id}`, `{partition_date}`,
-    /// `{year}`, `{month}`, `{day}`, `{hour}`.
+    /// `{year}`, `{month}`, `{day}`, `{hour}` (integer ranges:
+    /// `{partition_id}`, `{partition_start}`, `{partition_end}`).
     pub uris: Vec<String>,
     /// BigQuery's `sourceFormat`: NEWLINE_DELIMITED_JSON, CSV, PARQUET, AVRO, ORC.
     pub format: String,

@@ -21,7 +21,7 @@ use gcp_bigquery_client::model::query_parameter_type::QueryParameterType;
 use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
 use gcp_bigquery_client::model::table_reference::TableReference;
 
-use crate::partition::Partition;
+use crate::partition::{Partition, Window};
 use crate::settings::{JobOptions, LoadSource, Priority, Settings, Source, TableRef};
 
 /// Builds the job that replaces one partition of the destination.
@@ -68,19 +68,29 @@ pub fn decorated_name(table: &TableRef, partition: &Partition) -> String {
     format!("{}${}", table, partition.id)
 }
 
-/// The named parameters every query receives.
+/// The named parameters every query receives. Time partitions:
+/// `@partition_id` STRING, `@partition_date` DATE, `@partition_start` and
+/// `@partition_end` TIMESTAMP. Integer ranges: `@partition_id` STRING,
+/// `@partition_start` and `@partition_end` INT64 (half-open).
 pub fn partition_parameters(partition: &Partition) -> Vec<QueryParameter> {
     let ts = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
-    vec![
-        param("partition_id", "STRING", partition.id.clone()),
-        param(
-            "partition_date",
-            "DATE",
-            partition.date().format("%Y-%m-%d").to_string(),
-        ),
-        param("partition_start", "TIMESTAMP", ts(partition.start)),
-        param("partition_end", "TIMESTAMP", ts(partition.end)),
-    ]
+    match partition.window {
+        Window::Time { start, end } => vec![
+            param("partition_id", "STRING", partition.id.clone()),
+            param(
+                "partition_date",
+                "DATE",
+                start.date_naive().format("%Y-%m-%d").to_string(),
+            ),
+            param("partition_start", "TIMESTAMP", ts(start)),
+            param("partition_end", "TIMESTAMP", ts(end)),
+        ],
+        Window::Integer { start, end } => vec![
+            param("partition_id", "STRING", partition.id.clone()),
+            param("partition_start", "INT64", start.to_string()),
+            param("partition_end", "INT64", end.to_string()),
+        ],
+    }
 }
 
 fn param(name: &str, ty: &str, value: String) -> QueryParameter {
@@ -146,18 +156,26 @@ struct LoadStrategy {
     load: LoadSource,
 }
 
-/// Expand `{partition_id}`, `{partition_date}`, `{year}`, `{month}`, `{day}`,
-/// `{hour}` in a URI template (validated when the descriptor was read).
+/// Expand the placeholders of a URI template (validated when the
+/// descriptor was read): `{partition_id}`, `{partition_date}`, `{year}`,
+/// `{month}`, `{day}`, `{hour}` for time partitions; `{partition_id}`,
+/// `{partition_start}`, `{partition_end}` for integer ranges.
 pub fn expand_uri(template: &str, partition: &Partition) -> String {
-    let s = partition.start;
-    let vars: [(&str, String); 6] = [
-        ("{partition_id}", partition.id.clone()),
-        ("{partition_date}", s.format("%Y-%m-%d").to_string()),
-        ("{year}", s.format("%Y").to_string()),
-        ("{month}", s.format("%m").to_string()),
-        ("{day}", s.format("%d").to_string()),
-        ("{hour}", s.format("%H").to_string()),
-    ];
+    let vars: Vec<(&str, String)> = match partition.window {
+        Window::Time { start: s, .. } => vec![
+            ("{partition_id}", partition.id.clone()),
+            ("{partition_date}", s.format("%Y-%m-%d").to_string()),
+            ("{year}", s.format("%Y").to_string()),
+            ("{month}", s.format("%m").to_string()),
+            ("{day}", s.format("%d").to_string()),
+            ("{hour}", s.format("%H").to_string()),
+        ],
+        Window::Integer { start, end } => vec![
+            ("{partition_id}", partition.id.clone()),
+            ("{partition_start}", start.to_string()),
+            ("{partition_end}", end.to_string()),
+        ],
+    };
     vars.iter()
         .fold(template.to_string(), |acc, (k, v)| acc.replace(k, v))
 }
@@ -247,9 +265,67 @@ mod tests {
     fn day() -> Partition {
         Partition {
             id: "20240115".into(),
-            start: Utc.with_ymd_and_hms(2024, 1, 15, 0, 0, 0).unwrap(),
-            end: Utc.with_ymd_and_hms(2024, 1, 16, 0, 0, 0).unwrap(),
+            window: Window::Time {
+                start: Utc.with_ymd_and_hms(2024, 1, 15, 0, 0, 0).unwrap(),
+                end: Utc.with_ymd_and_hms(2024, 1, 16, 0, 0, 0).unwrap(),
+            },
         }
+    }
+
+    fn values(params: &[QueryParameter]) -> Vec<(String, String, String)> {
+        params
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone().unwrap(),
+                    p.parameter_type.as_ref().unwrap().r#type.clone(),
+                    p.parameter_value.as_ref().unwrap().value.clone().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn integer_ranges_get_int64_parameters_and_placeholders() {
+        let p = crate::partition::integer_partition(-10, 10);
+        assert_eq!(
+            values(&partition_parameters(&p)),
+            vec![
+                ("partition_id".into(), "STRING".into(), "-10".into()),
+                ("partition_start".into(), "INT64".into(), "-10".into()),
+                ("partition_end".into(), "INT64".into(), "0".into()),
+            ]
+        );
+        assert_eq!(
+            expand_uri(
+                "gs://b/k={partition_start}-{partition_end}/{partition_id}/*.csv",
+                &p
+            ),
+            "gs://b/k=-10-0/-10/*.csv"
+        );
+        let t = TableRef {
+            project: "p".into(),
+            dataset: "d".into(),
+            table: "t".into(),
+        };
+        assert_eq!(decorated(&t, &p).table_id, "t$-10");
+        let copy = CopyStrategy {
+            target: Target {
+                destination: t.clone(),
+                options: JobOptions {
+                    priority: Priority::Interactive,
+                    maximum_bytes_billed: None,
+                    labels: BTreeMap::new(),
+                },
+            },
+            source: TableRef {
+                table: "src".into(),
+                ..t
+            },
+        };
+        let c = copy.job_configuration(&p).copy.unwrap();
+        assert_eq!(c.source_table.unwrap().table_id, "src$-10");
+        assert_eq!(c.destination_table.unwrap().table_id, "t$-10");
     }
 
     #[test]
@@ -266,17 +342,7 @@ mod tests {
 
     #[test]
     fn partition_values_are_parameters_not_sql() {
-        let params = partition_parameters(&day());
-        let v: Vec<(String, String, String)> = params
-            .iter()
-            .map(|p| {
-                (
-                    p.name.clone().unwrap(),
-                    p.parameter_type.as_ref().unwrap().r#type.clone(),
-                    p.parameter_value.as_ref().unwrap().value.clone().unwrap(),
-                )
-            })
-            .collect();
+        let v = values(&partition_parameters(&day()));
         assert_eq!(
             v,
             vec![

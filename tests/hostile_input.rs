@@ -460,6 +460,99 @@ const CASES: &[(&str, i32, &[&str])] = &[
         INVALID,
         &["source.load.uris[0]: the placeholder `{hour}` is finer than day partitions"],
     ),
+    // Integer-range partitioning.
+    (
+        "range_missing_interval",
+        INVALID,
+        &[
+            "partitions.interval: `integer_range` partitions need an `interval`",
+            "rangePartitioning.range.interval",
+        ],
+    ),
+    (
+        "range_interval_zero",
+        INVALID,
+        &["partitions.interval: the interval must be positive, found 0"],
+    ),
+    (
+        "range_interval_float",
+        INVALID,
+        &[
+            "partitions.interval: invalid type: floating point `2.5`",
+            "positive integer such as 10",
+        ],
+    ),
+    (
+        "range_interval_on_time_granularity",
+        INVALID,
+        &[
+            "partitions.interval: `interval` (1) applies only to `integer_range` partitions, but the granularity is day",
+            "remove `interval`",
+        ],
+    ),
+    (
+        "range_bound_not_integer",
+        INVALID,
+        &[
+            "partitions.start: `forty` is not an integer",
+            "e.g. 0, 40 or -10",
+        ],
+    ),
+    (
+        "range_bound_float",
+        INVALID,
+        &[
+            "partitions.end: invalid type: floating point `99.5`",
+            "an integer such as 40",
+        ],
+    ),
+    (
+        "range_bound_int64_overflow",
+        INVALID,
+        &["partitions.end: integer 9223372036854775808 is out of range"],
+    ),
+    (
+        "range_end_before_start",
+        INVALID,
+        &[
+            "partitions.end: end `-50` is before start `50`",
+            "to rebuild only `50` set end to `60`",
+        ],
+    ),
+    (
+        "range_too_many_partitions",
+        INVALID,
+        &["partitions: the range covers 40000 integer_range partitions; a table has at most 10000"],
+    ),
+    (
+        "range_duplicate_list_entries",
+        INVALID,
+        &["partitions.list[2]: `40` repeats partition `40` (partitions.list[1])"],
+    ),
+    (
+        "range_query_partition_date",
+        INVALID,
+        &[
+            "source.query: query uses `@partition_date`, which integer_range partitions do not have",
+            "@partition_start and @partition_end (INT64",
+        ],
+    ),
+    (
+        "range_load_time_placeholder",
+        INVALID,
+        &[
+            "source.load.uris[0]: the placeholder `{partition_date}` applies only to time partitions",
+            "{partition_start}",
+        ],
+    ),
+    (
+        "range_load_uri_static",
+        INVALID,
+        &[
+            "source.load.uris[0]: `gs://exports/orders/all/*.json` does not identify the partition",
+            "{partition_id}",
+        ],
+    ),
     (
         "copy_from_destination",
         INVALID,

@@ -378,11 +378,26 @@ pub struct TimePartitioningMeta {
     pub field: Option<String>,
 }
 
+/// A table's integer-range partitioning (`rangePartitioning`): partitions
+/// start at `start`, `start + interval`, ... below `end`; values outside
+/// [start, end) go to `__UNPARTITIONED__`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangePartitioningMeta {
+    /// The INT64 partitioning column.
+    pub field: String,
+    /// Inclusive start of the range.
+    pub start: i64,
+    /// Exclusive end of the range.
+    pub end: i64,
+    /// Width of each partition.
+    pub interval: i64,
+}
+
 /// What the backfiller needs to know about an existing table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableMeta {
     pub time_partitioning: Option<TimePartitioningMeta>,
-    pub range_partitioned: bool,
+    pub range_partitioning: Option<RangePartitioningMeta>,
     pub num_rows: Option<i64>,
     /// When the table was created (ms since the epoch): tells a recreated
     /// table from the one it replaced.

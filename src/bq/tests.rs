@@ -251,6 +251,28 @@ fn recorder() -> (Arc<Mutex<Vec<RetryNotice>>>, RetryObserver) {
 }
 
 #[tokio::test]
+async fn range_partitioning_is_read_with_its_range() {
+    let table = json!({
+        "tableReference": {"projectId": "proj", "datasetId": "ds", "tableId": "t"},
+        "rangePartitioning": {"field": "bucket", "range": {"start": "-20", "end": "100", "interval": "10"}},
+        "schema": {"fields": [{"name": "bucket", "type": "INTEGER"}]},
+    });
+    let server = Server::start(vec![Reply::Json(200, table)]).await;
+    let bq = server.client().await;
+    let meta = bq.get_table(&table_ref()).await.unwrap().unwrap();
+    assert_eq!(meta.time_partitioning, None);
+    assert_eq!(
+        meta.range_partitioning,
+        Some(RangePartitioningMeta {
+            field: "bucket".into(),
+            start: -20,
+            end: 100,
+            interval: 10
+        })
+    );
+}
+
+#[tokio::test]
 async fn a_503_then_200_is_retried() {
     let table = json!({
         "tableReference": {"projectId": "proj", "datasetId": "ds", "tableId": "t"},
@@ -274,7 +296,7 @@ async fn a_503_then_200_is_retried() {
             field: Some("d".into())
         })
     );
-    assert!(!meta.range_partitioned);
+    assert_eq!(meta.range_partitioning, None);
     assert_eq!(meta.num_rows, Some(12));
     assert_eq!(meta.schema[1], ("n".to_string(), "INTEGER".to_string()));
     assert_eq!(meta.schema.len(), 3);

@@ -12,7 +12,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer};
 
 use super::{
-    BqError, JobFailure, JobInfo, JobState, JobStats, QueryResult, TableMeta, TimePartitioningMeta,
+    BqError, JobFailure, JobInfo, JobState, JobStats, QueryResult, RangePartitioningMeta,
+    TableMeta, TimePartitioningMeta,
 };
 
 /// INT64 values arrive as decimal strings; tolerate plain numbers too.
@@ -204,7 +205,7 @@ impl Job {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Table {
     pub time_partitioning: Option<TimePartitioning>,
-    pub range_partitioning: Option<serde::de::IgnoredAny>,
+    pub range_partitioning: Option<RangePartitioning>,
     #[serde(default, deserialize_with = "int64")]
     pub num_rows: Option<i64>,
     /// Milliseconds since the epoch (an int64 string on the wire).
@@ -218,6 +219,24 @@ pub(crate) struct TimePartitioning {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub field: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RangePartitioning {
+    pub field: Option<String>,
+    #[serde(default)]
+    pub range: Range,
+}
+
+/// `rangePartitioning.range`: int64s, as strings on the wire.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Range {
+    #[serde(default, deserialize_with = "int64")]
+    pub start: Option<i64>,
+    #[serde(default, deserialize_with = "int64")]
+    pub end: Option<i64>,
+    #[serde(default, deserialize_with = "int64")]
+    pub interval: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,7 +263,14 @@ impl Table {
                     .unwrap_or_else(|| "DAY".to_string()),
                 field: tp.field.filter(|f| !f.is_empty()),
             }),
-            range_partitioned: self.range_partitioning.is_some(),
+            range_partitioning: self.range_partitioning.map(|rp| RangePartitioningMeta {
+                field: rp.field.unwrap_or_default(),
+                // The API always sends the three; an absent one reads as
+                // zero, which the preflight refuses as a mismatch.
+                start: rp.range.start.unwrap_or_default(),
+                end: rp.range.end.unwrap_or_default(),
+                interval: rp.range.interval.unwrap_or_default(),
+            }),
             num_rows: self.num_rows,
             creation_time: self.creation_time,
             schema: self

@@ -359,8 +359,22 @@ pub(crate) fn label_value(v: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Placeholders a load URI template may contain.
+/// Placeholders a load URI template may contain (which ones apply depends
+/// on the partitioning: see [`TIME_URI_PLACEHOLDERS`] and
+/// [`INTEGER_URI_PLACEHOLDERS`]).
 pub(crate) const URI_PLACEHOLDERS: &[&str] = &[
+    "partition_id",
+    "partition_date",
+    "year",
+    "month",
+    "day",
+    "hour",
+    "partition_start",
+    "partition_end",
+];
+
+/// Placeholders of time-partitioned loads.
+pub(crate) const TIME_URI_PLACEHOLDERS: &[&str] = &[
     "partition_id",
     "partition_date",
     "year",
@@ -369,9 +383,15 @@ pub(crate) const URI_PLACEHOLDERS: &[&str] = &[
     "hour",
 ];
 
+/// Placeholders of integer-range-partitioned loads.
+pub(crate) const INTEGER_URI_PLACEHOLDERS: &[&str] =
+    &["partition_id", "partition_start", "partition_end"];
+
 const URI_HINT: &str = "load URIs are Cloud Storage paths such as \
                         `gs://my-bucket/events/{partition_date}/*.json`; placeholders: \
-                        {partition_id}, {partition_date}, {year}, {month}, {day}, {hour}";
+                        {partition_id}, {partition_date}, {year}, {month}, {day}, {hour} \
+                        (time partitions), {partition_id}, {partition_start}, {partition_end} \
+                        (integer ranges)";
 
 /// Checks a `gs://` URI template and returns the placeholders it uses.
 pub(crate) fn gcs_uri_template(uri: &str) -> Result<Vec<&'static str>, Problem> {

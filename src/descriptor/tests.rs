@@ -685,7 +685,7 @@ fn structural_errors_name_the_json_path() {
             "granularity",
         ),
         (
-            with(|v| v["partitions"]["list"] = json!([20240115])),
+            with(|v| v["partitions"] = json!({"granularity": "day", "list": [20240115]})),
             "partitions.list[0]",
             "invalid type: integer",
             "strings",
@@ -752,4 +752,236 @@ fn document_level_errors() {
     let mut bom = b"\xEF\xBB\xBF".to_vec();
     bom.extend(base().to_string().as_bytes());
     assert!(parse(&bom).is_ok());
+}
+
+fn int_range(partitions: Value) -> Value {
+    with(|v| {
+        v["partitions"] = partitions;
+        v["source"] = json!({"query": "SELECT * FROM raw.orders WHERE bucket >= @partition_start AND bucket < @partition_end"});
+    })
+}
+
+fn ids_of(v: &Value, o: &Overrides) -> Vec<String> {
+    let s = resolve(parse_value(v).unwrap(), &|_| None, o).unwrap();
+    plan(&s.partitions).into_iter().map(|p| p.id).collect()
+}
+
+#[test]
+fn integer_range_descriptors_plan_by_interval() {
+    let v =
+        int_range(json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 100}));
+    let s = settings(&v);
+    assert_eq!(s.partitions.granularity_name(), "integer_range");
+    assert_eq!(s.partitions.interval(), Some(10));
+    assert_eq!(count(&s.partitions), 10);
+    assert_eq!(
+        ids_of(&v, &Overrides::default()),
+        ["0", "10", "20", "30", "40", "50", "60", "70", "80", "90"]
+    );
+    // Integer strings, negative values, an end off the grid, newest first.
+    let v = int_range(
+        json!({"granularity": "integer_range", "interval": "5", "start": "-10", "end": 2, "order": "newest_first"}),
+    );
+    assert_eq!(ids_of(&v, &Overrides::default()), ["0", "-5", "-10"]);
+    // --start/--end arrive as strings.
+    let o = Overrides {
+        start: Some("40".into()),
+        end: Some("60".into()),
+        ..Overrides::default()
+    };
+    let v = int_range(json!({"granularity": "integer_range", "interval": 10}));
+    assert!(parse_value(&v).is_ok(), "flags may supply the range");
+    assert_eq!(ids_of(&v, &o), ["40", "50"]);
+    // A list, sorted; mixed spellings.
+    let v =
+        int_range(json!({"granularity": "integer_range", "interval": 10, "list": [90, "-10", 0]}));
+    assert_eq!(ids_of(&v, &Overrides::default()), ["-10", "0", "90"]);
+    // Exactly the limit is fine.
+    let v = int_range(
+        json!({"granularity": "integer_range", "interval": 1, "start": -5000, "end": 5000}),
+    );
+    assert_eq!(count(&settings(&v).partitions), 10_000);
+    // Extreme values do not overflow.
+    let v = int_range(
+        json!({"granularity": "integer_range", "interval": i64::MAX, "start": i64::MIN, "end": i64::MAX}),
+    );
+    assert_eq!(count(&settings(&v).partitions), 3);
+}
+
+#[test]
+fn integer_range_rules_name_the_field() {
+    let cases: Vec<(Value, &str, &str, &str)> = vec![
+        (
+            json!({"granularity": "integer_range", "start": 0, "end": 100}),
+            "partitions.interval",
+            "need an `interval`",
+            "rangePartitioning.range.interval",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 0, "start": 0, "end": 100}),
+            "partitions.interval",
+            "must be positive, found 0",
+            "positive integer",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": -10, "start": 0, "end": 100}),
+            "partitions.interval",
+            "must be positive",
+            "positive integer",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": "ten", "start": 0, "end": 100}),
+            "partitions.interval",
+            "`ten` is not an integer",
+            "positive integer",
+        ),
+        (
+            json!({"granularity": "day", "interval": 1, "start": "2024-01-01", "end": "2024-01-02"}),
+            "partitions.interval",
+            "applies only to `integer_range`",
+            "remove `interval`",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 10, "start": "4O", "end": 100}),
+            "partitions.start",
+            "`4O` is not an integer",
+            "e.g. 0, 40 or -10",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": "9223372036854775808"}),
+            "partitions.end",
+            "out of range for INT64",
+            "INT64",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 10, "start": 50, "end": 50}),
+            "partitions.end",
+            "the range is empty",
+            "set end to `60`",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 10, "start": 50, "end": 0}),
+            "partitions.end",
+            "before start",
+            "set end to `60`",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 1, "start": 0, "end": 10001}),
+            "partitions",
+            "covers 10001 integer_range partitions",
+            "split",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 10, "list": [0, 10, "0"]}),
+            "partitions.list[2]",
+            "`0` repeats partition `0` (partitions.list[0])",
+            "once",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 10, "list": []}),
+            "partitions.list",
+            "empty",
+            "at least one",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 10, "list": [1.5]}),
+            "partitions.list[0]",
+            "invalid type: floating point",
+            "integer_range: integers",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 18446744073709551615u64}),
+            "partitions.end",
+            "out of range",
+            "integer such as 40",
+        ),
+        (
+            json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 10, "step": 1}),
+            "partitions.step",
+            "unknown field `step`",
+            "unknown fields are rejected",
+        ),
+        (
+            json!({"granularity": "day", "start": 20240101, "end": "2024-01-02"}),
+            "partitions.start",
+            "invalid type: integer `20240101`, expected a string",
+            "strings such as",
+        ),
+    ];
+    for (p, field, message, hint) in &cases {
+        let e = err(&int_range(p.clone()));
+        assert_eq!(e.field, *field, "{p}: {e}");
+        assert!(e.message.contains(message), "{p}: {e}");
+        assert!(e.hint.contains(hint), "{p}: {e}");
+    }
+    // A bad --start is named as the flag.
+    let v = int_range(json!({"granularity": "integer_range", "interval": 10, "end": 100}));
+    let o = Overrides {
+        start: Some("+5".into()),
+        ..Overrides::default()
+    };
+    assert_eq!(resolve_err(&v, &|_| None, &o).field, "--start");
+}
+
+#[test]
+fn integer_range_sources() {
+    let q = |sql: &str| {
+        with(|v| {
+            v["partitions"] =
+                json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 100});
+            v["source"] = json!({"query": sql});
+        })
+    };
+    let e = err(&q("SELECT * FROM t WHERE d = @partition_date"));
+    assert_eq!(e.field, "source.query");
+    assert!(e.message.contains("`@partition_date`"), "{e}");
+    assert!(e.hint.contains("@partition_start"), "{e}");
+    let e = err(&q("SELECT * FROM t WHERE k = {partition_start}"));
+    assert_eq!(e.field, "source.query");
+    assert!(e.hint.contains("`@partition_start`"), "{e}");
+    for ok in [
+        "SELECT * FROM t WHERE k >= @partition_start AND k < @partition_end",
+        "SELECT * FROM t WHERE CAST(k AS STRING) = @partition_id",
+    ] {
+        assert!(parse_value(&q(ok)).is_ok(), "{ok}");
+    }
+
+    let load = |uri: &str| {
+        with(|v| {
+            v["partitions"] =
+                json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 100});
+            v["source"] = json!({"load": {"uris": [uri], "format": "CSV"}});
+        })
+    };
+    for (uri, message) in [
+        (
+            "gs://bkt/k={partition_date}/*.csv",
+            "applies only to time partitions",
+        ),
+        (
+            "gs://bkt/{year}/{partition_id}.csv",
+            "`{year}` applies only to time",
+        ),
+        ("gs://bkt/all/*.csv", "does not identify the partition"),
+    ] {
+        let e = err(&load(uri));
+        assert_eq!(e.field, "source.load.uris[0]", "{uri}");
+        assert!(e.message.contains(message), "{uri}: {e}");
+        assert!(e.hint.contains("{partition_start}"), "{uri}: {e}");
+    }
+    for ok in [
+        "gs://bkt/k={partition_start}/*.csv",
+        "gs://bkt/{partition_id}.csv",
+        "gs://bkt/{partition_start}-{partition_end}.csv",
+    ] {
+        assert!(parse_value(&load(ok)).is_ok(), "{ok}");
+    }
+    // The integer placeholders are refused for time partitions.
+    let v = with(|v| {
+        v["source"] =
+            json!({"load": {"uris": ["gs://bkt/{partition_start}/*.csv"], "format": "CSV"}})
+    });
+    let e = err(&v);
+    assert_eq!(e.field, "source.load.uris[0]");
+    assert!(e.message.contains("applies only to integer_range"), "{e}");
 }

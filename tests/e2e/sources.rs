@@ -1,6 +1,6 @@
 //! Granularities other than day, and load and copy sources.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bq_emulator::{Config, demo};
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -222,4 +222,232 @@ async fn a_copy_source_copies_the_same_partition() {
     r.expect_code(0);
     assert_eq!(r.of("partition_succeeded").len(), 3);
     assert_eq!(env.daily(), expected);
+}
+
+/// Creates an integer-range partitioned `analytics.<table>` on `bucket`.
+fn range_table(env: &Env, table: &str, start: i64, end: i64, interval: i64) {
+    env.emu
+        .create_table(
+            demo::PROJECT,
+            demo::ANALYTICS_DATASET,
+            table,
+            json!({
+                "tableReference": {"projectId": demo::PROJECT, "datasetId": demo::ANALYTICS_DATASET, "tableId": table},
+                "schema": {"fields": [{"name": "bucket", "type": "INTEGER"}, {"name": "orders", "type": "INTEGER"}, {"name": "amount", "type": "INTEGER"}]},
+                "rangePartitioning": {"field": "bucket", "range": {"start": start.to_string(), "end": end.to_string(), "interval": interval.to_string()}}
+            }),
+        )
+        .expect("range-partitioned table created");
+}
+
+/// The destination as bucket → (orders, amount).
+fn buckets(env: &Env, table: &str) -> BTreeMap<i64, (i64, i64)> {
+    let mut out = BTreeMap::new();
+    for r in env.rows(demo::ANALYTICS_DATASET, table) {
+        let n = |c: &str| s(&r[c]).parse::<i64>().expect("INT64 as a decimal string");
+        assert!(
+            out.insert(n("bucket"), (n("orders"), n("amount")))
+                .is_none(),
+            "bucket {} appears twice",
+            n("bucket")
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_range_partitions() {
+    let env = Env::demo("2024-01-01", "2024-01-01").await;
+    // Source: orders with buckets from -15 to 114, some outside every partition.
+    env.emu
+        .create_table(
+            demo::PROJECT,
+            demo::ANALYTICS_DATASET,
+            "orders_raw",
+            json!({
+                "tableReference": {"projectId": demo::PROJECT, "datasetId": demo::ANALYTICS_DATASET, "tableId": "orders_raw"},
+                "schema": {"fields": [{"name": "order_id", "type": "INTEGER"}, {"name": "bucket", "type": "INTEGER"}, {"name": "amount", "type": "INTEGER"}]}
+            }),
+        )
+        .unwrap();
+    let orders: Vec<(i64, i64, i64)> = (0..400)
+        .map(|i| (i, (i * 7) % 130 - 15, i % 17 + 1))
+        .collect();
+    let rows: Vec<Map<String, Value>> = orders
+        .iter()
+        .map(|(id, bucket, amount)| {
+            json!({"order_id": id, "bucket": bucket, "amount": amount})
+                .as_object()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    env.emu
+        .insert_rows(demo::PROJECT, demo::ANALYTICS_DATASET, "orders_raw", rows)
+        .unwrap();
+    let expected = |lo: i64, hi: i64| {
+        let mut m: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for (_, b, a) in &orders {
+            if (lo..hi).contains(b) {
+                let e = m.entry(*b).or_default();
+                e.0 += 1;
+                e.1 += a;
+            }
+        }
+        m
+    };
+    range_table(&env, "orders_by_bucket", 0, 100, 10);
+    let query = "SELECT bucket, COUNT(*) AS orders, SUM(amount) AS amount \
+        FROM `demo-project.analytics.orders_raw` \
+        WHERE bucket >= @partition_start AND bucket < @partition_end GROUP BY bucket";
+    let descriptor = |table: &str, partitions: Value| {
+        env.descriptor(
+            "x",
+            "x",
+            json!({
+                "job": format!("{table}_backfill"),
+                "destination": format!("demo-project.analytics.{table}"),
+                "partitions": partitions,
+                "source": {"query": query}
+            }),
+        )
+    };
+    let d = descriptor(
+        "orders_by_bucket",
+        json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 100}),
+    );
+    let r = env.run(&d, &[]);
+    r.expect_code(0);
+    let ids: Vec<String> = (0..10).map(|k| (k * 10).to_string()).collect();
+    assert_eq!(r.partitions("partition_succeeded"), ids);
+    let started = r.of("partition_started");
+    assert_eq!(
+        started[4]["destination"],
+        "demo-project.analytics.orders_by_bucket$40"
+    );
+    assert!(
+        s(&started[4]["bq_job_id"]).starts_with("bqb_orders_by_bucket_backfill_40_"),
+        "{}",
+        started[4]
+    );
+    assert_eq!(buckets(&env, "orders_by_bucket"), expected(0, 100));
+    let latest: BTreeMap<String, String> = env.latest_status();
+    assert_eq!(
+        latest.keys().cloned().collect::<BTreeSet<_>>(),
+        ids.iter().cloned().collect()
+    );
+    assert!(latest.values().all(|st| st == "SUCCEEDED"));
+
+    // A rerun skips everything and submits no job.
+    env.emu.reset_stats();
+    let r2 = env.run(&d, &[]);
+    r2.expect_code(0);
+    assert_eq!(r2.partitions("partition_skipped"), ids);
+    assert_eq!(r2.finished()["skipped"], 10);
+    assert_eq!(env.stat("jobs.insert"), 0, "a rerun submits no job at all");
+    assert_eq!(buckets(&env, "orders_by_bucket"), expected(0, 100));
+
+    // `plan` and `status` speak integer ranges too (--start/--end as strings).
+    let p = env.run(&d, &["plan", "--start", "30", "--end", "50"]);
+    p.expect_code(0);
+    let lines: Vec<&Value> = p
+        .events
+        .iter()
+        .filter(|e| e.get("partition").is_some())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", p.stdout);
+    assert_eq!(lines[0]["partition"], "30");
+    assert_eq!(
+        lines[1]["destination"],
+        "demo-project.analytics.orders_by_bucket$40"
+    );
+    assert!(lines.iter().all(|l| l["action"] == "skip"), "{}", p.stdout);
+    let st = env.run(&d, &["status"]);
+    st.expect_code(0);
+    let summary = st.events.last().unwrap();
+    assert_eq!(summary["summary"]["SUCCEEDED"], 10, "{}", st.stdout);
+
+    // A table whose range is not a whole number of intervals: the last
+    // partition is [90, 95), and @partition_end says so (rows with buckets
+    // 95..99 would otherwise fail the job).
+    range_table(&env, "orders_short", 0, 95, 10);
+    let d = descriptor(
+        "orders_short",
+        json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 95, "order": "newest_first"}),
+    );
+    let r = env.run(&d, &[]);
+    r.expect_code(0);
+    assert_eq!(r.partitions("partition_succeeded")[0], "90");
+    assert_eq!(buckets(&env, "orders_short"), expected(0, 95));
+
+    // Refused before any job or audit row: misaligned start, wrong
+    // interval, an end beyond the table's range, a mismatched granularity.
+    env.emu.reset_stats();
+    let cases = [
+        (
+            "orders_by_bucket",
+            json!({"granularity": "integer_range", "interval": 10, "start": 5, "end": 100}),
+            "partitions.start: 5 is not the start of a partition",
+            "use 0 (the partition containing it) or 10",
+        ),
+        (
+            "orders_by_bucket",
+            json!({"granularity": "integer_range", "interval": 10, "list": [20, 45], "start": null, "end": null}),
+            "partitions.list: 45 is not the start of a partition",
+            "use 40",
+        ),
+        (
+            "orders_by_bucket",
+            json!({"granularity": "integer_range", "interval": 20, "start": 0, "end": 100}),
+            "partitions.interval: 20 differs from the interval",
+            "set partitions.interval to 10",
+        ),
+        (
+            "orders_by_bucket",
+            json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 120}),
+            "partitions.end: the range 0..120 reaches partition 110",
+            "at most 100",
+        ),
+        (
+            "orders_by_bucket",
+            json!({"granularity": "integer_range", "interval": 10, "start": -10, "end": 100}),
+            "partitions.start: -10 is below the first partition",
+            "starts at 0",
+        ),
+        (
+            "orders_by_bucket",
+            json!({"granularity": "day", "start": "2024-01-01", "end": "2024-01-03"}),
+            "is integer-range partitioned (on `bucket`, range [0, 100), interval 10), but partitions.granularity is day",
+            "\"integer_range\"",
+        ),
+        (
+            demo::DAILY_TABLE,
+            json!({"granularity": "integer_range", "interval": 10, "start": 0, "end": 100}),
+            "is time-partitioned by day, but partitions.granularity is integer_range",
+            "set partitions.granularity to \"day\"",
+        ),
+    ];
+    for (table, partitions, message, hint) in cases {
+        let mut d = descriptor(table, partitions.clone());
+        if partitions["granularity"] == "day" {
+            d["source"] = json!({"query": demo::DAILY_QUERY});
+        }
+        let r = env.run(&d, &[]);
+        r.expect_code(78);
+        let fin = r.finished();
+        assert_eq!(fin["status"], "error");
+        assert!(
+            s(&fin["error"]["message"]).contains(message),
+            "{partitions}: {}",
+            fin["error"]
+        );
+        assert!(
+            s(&fin["error"]["hint"]).contains(hint),
+            "{partitions}: {}",
+            fin["error"]
+        );
+    }
+    assert_eq!(env.stat("jobs.insert"), 0, "nothing was submitted");
+    assert_eq!(env.stat("tabledata.insertAll"), 0, "nothing was recorded");
+    assert_eq!(buckets(&env, "orders_by_bucket"), expected(0, 100));
 }

@@ -187,3 +187,180 @@ async fn copy_between_decorated_partitions() {
     assert_eq!(t["timePartitioning"], json!({"type": "DAY", "field": "dt"}));
     assert_eq!(t["numRows"], "4");
 }
+
+/// `ds.<name>(k INTEGER, s STRING)`, range-partitioned on k: [0, 100) step 10.
+async fn ranged_table(env: &Env, name: &str, rows: &[(i64, &str)]) {
+    env.create_table(
+        name,
+        json!({"schema": {"fields": [{"name": "k", "type": "INTEGER"}, {"name": "s", "type": "STRING"}]},
+               "rangePartitioning": {"field": "k", "range": {"start": "0", "end": "100", "interval": "10"}}}),
+    )
+    .await;
+    if !rows.is_empty() {
+        env.emu
+            .insert_rows(
+                P,
+                DS,
+                name,
+                rows.iter()
+                    .map(|(k, s)| row(json!({"k": k, "s": s})))
+                    .collect(),
+            )
+            .unwrap();
+    }
+}
+
+/// (k, s) of a table or partition, sorted.
+fn ks(env: &Env, table: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = env
+        .rows(table)
+        .iter()
+        .map(|r| {
+            let k = match &r["k"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k, r["s"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn pairs(v: &[(i64, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = v
+        .iter()
+        .map(|(k, s)| (k.to_string(), s.to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn write_truncate_replaces_exactly_one_integer_range_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("bucket/ranged");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(
+        files.join("k40.json"),
+        "{\"k\":41,\"s\":\"load\"}\n{\"k\":49,\"s\":\"load\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        files.join("mixed.json"),
+        "{\"k\":42,\"s\":\"in\"}\n{\"k\":50,\"s\":\"out\"}\n",
+    )
+    .unwrap();
+    let env = Env::with(Config {
+        gcs_root: Some(dir.path().to_path_buf()),
+        ..Config::default()
+    })
+    .await;
+    let before = [(5, "a"), (40, "old"), (45, "old"), (50, "b"), (120, "u")];
+    ranged_table(&env, "r", &before).await;
+    let untouched = |env: &Env| {
+        assert_eq!(ks(env, "r$0"), pairs(&[(5, "a")]));
+        assert_eq!(ks(env, "r$50"), pairs(&[(50, "b")]));
+        assert_eq!(ks(env, "r$__UNPARTITIONED__"), pairs(&[(120, "u")]));
+    };
+    let ok = |job: &Value| assert!(job["status"].get("errorResult").is_none(), "{job}");
+
+    // Query.
+    ok(&env
+        .run_query(
+            "q1",
+            "SELECT 43 AS k, 'query' AS s",
+            Some("r$40"),
+            "WRITE_TRUNCATE",
+        )
+        .await);
+    assert_eq!(ks(&env, "r$40"), pairs(&[(43, "query")]));
+    untouched(&env);
+    let job = env
+        .run_query(
+            "q2",
+            "SELECT 44 AS k, 'in' AS s UNION ALL SELECT 51 AS k, 'out' AS s",
+            Some("r$40"),
+            "WRITE_TRUNCATE",
+        )
+        .await;
+    assert_eq!(
+        error_reason(&job),
+        "invalid",
+        "a row outside $40 fails the job"
+    );
+    assert_eq!(
+        ks(&env, "r$40"),
+        pairs(&[(43, "query")]),
+        "and changes nothing"
+    );
+
+    // Load.
+    env.insert_job(load_job(
+        "l1",
+        &["gs://bucket/ranged/k40.json"],
+        "r$40",
+        "NEWLINE_DELIMITED_JSON",
+        "WRITE_TRUNCATE",
+    ))
+    .await;
+    ok(&env.wait_done("l1").await);
+    assert_eq!(ks(&env, "r$40"), pairs(&[(41, "load"), (49, "load")]));
+    untouched(&env);
+    env.insert_job(load_job(
+        "l2",
+        &["gs://bucket/ranged/mixed.json"],
+        "r$40",
+        "NEWLINE_DELIMITED_JSON",
+        "WRITE_TRUNCATE",
+    ))
+    .await;
+    assert_eq!(error_reason(&env.wait_done("l2").await), "invalid");
+    assert_eq!(ks(&env, "r$40"), pairs(&[(41, "load"), (49, "load")]));
+
+    // Copy from the same partition of another table.
+    ranged_table(&env, "src", &[(40, "copy"), (47, "copy"), (60, "other")]).await;
+    let copy = |id: &str, src: &str, dst: &str| {
+        json!({"jobReference": {"projectId": P, "jobId": id}, "configuration": {"copy": {
+            "sourceTables": [{"projectId": P, "datasetId": DS, "tableId": src}],
+            "destinationTable": {"projectId": P, "datasetId": DS, "tableId": dst},
+            "writeDisposition": "WRITE_TRUNCATE"}}})
+    };
+    env.insert_job(copy("c1", "src$40", "r$40")).await;
+    ok(&env.wait_done("c1").await);
+    assert_eq!(ks(&env, "r$40"), pairs(&[(40, "copy"), (47, "copy")]));
+    untouched(&env);
+    env.insert_job(copy("c2", "src$60", "r$40")).await;
+    assert_eq!(error_reason(&env.wait_done("c2").await), "invalid");
+    assert_eq!(ks(&env, "r$40"), pairs(&[(40, "copy"), (47, "copy")]));
+
+    // Negative starts and misaligned decorators.
+    env.create_table(
+        "neg",
+        json!({"schema": {"fields": [{"name": "k", "type": "INTEGER"}, {"name": "s", "type": "STRING"}]},
+               "rangePartitioning": {"field": "k", "range": {"start": "-20", "end": "20", "interval": "10"}}}),
+    )
+    .await;
+    ok(&env
+        .run_query(
+            "n1",
+            "SELECT -15 AS k, 'neg' AS s",
+            Some("neg$-20"),
+            "WRITE_TRUNCATE",
+        )
+        .await);
+    assert_eq!(ks(&env, "neg$-20"), pairs(&[(-15, "neg")]));
+    let job = env
+        .run_query(
+            "n2",
+            "SELECT -5 AS k, 'x' AS s",
+            Some("neg$-5"),
+            "WRITE_TRUNCATE",
+        )
+        .await;
+    assert_eq!(
+        error_reason(&job),
+        "invalid",
+        "$-5 is not a partition start"
+    );
+}

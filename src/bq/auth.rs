@@ -97,9 +97,10 @@ impl Credentials {
         match self {
             Credentials::None => Ok(None),
             Credentials::Google { auth, source } => {
-                let token = auth.token(&[SCOPE]).await.map_err(|e| {
-                    auth_error(format!("cannot obtain an access token from {source}: {e}"))
-                })?;
+                let token = auth
+                    .token(&[SCOPE])
+                    .await
+                    .map_err(|e| token_error(source, &e))?;
                 match token.token() {
                     Some(t) => Ok(Some(t.to_string())),
                     None => Err(auth_error(format!("{source} yielded no access token"))),
@@ -157,6 +158,45 @@ async fn from_file(path: &Path) -> Result<DefaultAuthenticator, BqError> {
     built.map_err(|e| auth_error(format!("cannot set up credentials from {shown}: {e}")))
 }
 
+/// A failed token fetch. Not reaching the token endpoint (the metadata
+/// server restarting, a reset connection) is transient and retried like any
+/// API call, ending as "unavailable" (exit 69) if it lasts; an answer from
+/// the endpoint refusing the credentials is an authentication error (77).
+fn token_error(source: &str, e: &yup_oauth2::Error) -> BqError {
+    use yup_oauth2::Error as E;
+    match e {
+        E::HttpError(_) | E::HttpClientError(_) | E::LowLevelError(_) => BqError::Transport {
+            operation: "oauth2.token",
+            reason: "connectionError",
+            message: format!("cannot reach the token endpoint of {source}: {e}"),
+            attempts: 1,
+            elapsed: std::time::Duration::ZERO,
+        },
+        _ => auth_error(format!("cannot obtain an access token from {source}: {e}")),
+    }
+}
+
 fn auth_error(message: String) -> BqError {
     BqError::Auth { message }
+}
+
+#[cfg(test)]
+mod token_error_tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_token_endpoint_is_transient_and_a_refusal_is_not() {
+        let reset = yup_oauth2::Error::LowLevelError(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        ));
+        let e = token_error("the metadata server", &reset);
+        assert!(e.is_transient(), "{e}");
+        assert_eq!(e.reason(), "connectionError");
+        assert!(e.to_string().contains("the metadata server"), "{e}");
+
+        let refused = yup_oauth2::Error::UserError("invalid_grant".into());
+        let e = token_error("key.json", &refused);
+        assert!(!e.is_transient(), "{e}");
+        assert!(matches!(e, BqError::Auth { .. }), "{e}");
+    }
 }

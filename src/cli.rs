@@ -28,12 +28,23 @@ pub struct Cli {
     pub task: Option<PathBuf>,
 
     /// First partition to rebuild; overrides `partitions.start`
-    /// (e.g. 2024-01-15, 2024011503, 2024-01-15T03:00:00Z).
-    #[arg(long, value_name = "BOUNDARY", global = true)]
+    /// (e.g. 2024-01-15, 2024011503, 2024-01-15T03:00:00Z, or -10 for an
+    /// integer range).
+    #[arg(
+        long,
+        value_name = "BOUNDARY",
+        global = true,
+        allow_negative_numbers = true
+    )]
     pub start: Option<String>,
 
     /// End of the range (exclusive); overrides `partitions.end`.
-    #[arg(long, value_name = "BOUNDARY", global = true)]
+    #[arg(
+        long,
+        value_name = "BOUNDARY",
+        global = true,
+        allow_negative_numbers = true
+    )]
     pub end: Option<String>,
 
     /// Time budget: start no partition after this many seconds; overrides
@@ -190,6 +201,16 @@ mod tests {
                 name: Some("descriptor".into())
             }
         );
+    }
+
+    #[test]
+    fn negative_integer_range_bounds_are_values_not_flags() {
+        let cli = parse(&["plan", "--start", "-10", "--end", "-0"]).unwrap();
+        assert_eq!(
+            (cli.start.as_deref(), cli.end.as_deref()),
+            (Some("-10"), Some("-0"))
+        );
+        assert!(parse(&["plan", "--start", "-x"]).is_err());
     }
 
     #[test]

@@ -214,7 +214,7 @@ fn partitions_schema(schema: &mut schemars::Schema) {
                 "interval": {
                     "anyOf": [
                         { "type": "integer", "minimum": 1, "maximum": i64::MAX },
-                        { "type": "string", "pattern": "^[0-9]{1,19}$" }
+                        { "type": "string", "pattern": "^0*[1-9][0-9]{0,18}$" }
                     ]
                 }
             }
@@ -616,7 +616,7 @@ impl JsonSchema for ByteCount {
             "description": "A positive integer, as a JSON number or a string of decimal digits.",
             "anyOf": [
                 { "type": "integer", "minimum": 1, "maximum": i64::MAX },
-                { "type": "string", "pattern": "^[0-9]{1,19}$" }
+                { "type": "string", "pattern": "^0*[1-9][0-9]{0,18}$" }
             ]
         })
     }

@@ -280,22 +280,28 @@ impl Drop for Lease {
 /// Renew the lease every ttl/3; notice a takeover (a higher generation).
 async fn heartbeat(cp: Arc<Checkpoints>, state: Arc<LeaseState>, generation: i64, ttl: Duration) {
     let period = (ttl / 3).max(Duration::from_millis(200));
+    // Reads in a row that did not show our lease row.
+    let mut missing = 0;
     loop {
         tokio::time::sleep(period).await;
         match current(&cp).await {
-            Ok(Some(row)) if row.generation == generation && row.run_id == cp.run_id() => {}
+            Ok(Some(row)) if row.generation == generation && row.run_id == cp.run_id() => {
+                missing = 0;
+            }
             Ok(Some(row)) if row.generation > generation => {
                 tracing::error!(by = %row.run_id, "the lease was taken over by another run; stopping");
                 state.lost.store(true, Ordering::SeqCst);
                 return;
             }
-            Ok(_) => {
-                // Our lease rows are gone (the audit table was recreated) or
-                // another run holds this generation: not ours any more.
+            // Our lease rows are gone (the audit table was recreated) or
+            // another run holds this generation: not ours any more. Twice in
+            // a row, so that a streamed row not yet visible is no reason.
+            Ok(_) if missing >= 1 => {
                 tracing::error!("this run's lease is no longer in the audit table; stopping");
                 state.lost.store(true, Ordering::SeqCst);
                 return;
             }
+            Ok(_) => missing += 1,
             // A failed read must not stop the renewal: renewing blind is
             // harmless, letting the lease expire under a live run is not.
             Err(e) => tracing::warn!("lease heartbeat could not read the audit table: {e}"),

@@ -436,9 +436,16 @@ struct Tally {
 
 /// What happened to one partition.
 enum PartitionResult {
-    Succeeded { runtime: Duration },
-    Failed { runtime: Duration },
+    Succeeded {
+        runtime: Duration,
+    },
+    Failed {
+        runtime: Duration,
+    },
     Cancelled,
+    /// The time budget ran out before a new job could start (after waiting
+    /// out an earlier one): the partition stays pending.
+    Deferred,
 }
 
 /// Run the backfill. Never panics on BigQuery failures: every outcome is a
@@ -629,6 +636,7 @@ async fn run_partitions(
         let res = process_partition(
             ctx,
             cp,
+            lease,
             strategy.as_ref(),
             p,
             states.get(&p.id),
@@ -654,6 +662,10 @@ async fn run_partitions(
             }
             PartitionResult::Cancelled => {
                 tally.cancelled += 1;
+                break;
+            }
+            PartitionResult::Deferred => {
+                tracing::warn!("time budget spent: partition {} not started", p.id);
                 break;
             }
         };
@@ -704,6 +716,7 @@ const MAX_FOREIGN_IDS: u32 = 20;
 async fn process_partition(
     ctx: &RunContext,
     cp: &Checkpoints,
+    lease: &Lease,
     strategy: &dyn WriteStrategy,
     p: &Partition,
     state: Option<&PartitionState>,
@@ -786,11 +799,12 @@ async fn process_partition(
                     info,
                     t0,
                     &may_retry,
+                    true,
                 )
                 .await?
                 {
                     Settled::Done(r) => return Ok(r),
-                    Settled::RetryTransient => {}
+                    Settled::NewAttempt => {}
                 }
             }
             // Older logic may still be writing this partition: stop it
@@ -831,6 +845,12 @@ async fn process_partition(
         if ctx.cancel.is_cancelled() {
             return Ok(PartitionResult::Cancelled);
         }
+        // Waiting out an earlier job may have taken long: no new job after
+        // the budget, and none without the lease.
+        if budget_spent(s, started) {
+            return Ok(PartitionResult::Deferred);
+        }
+        lease.check().await?;
         attempts_this_run += 1;
         let job_id = fingerprint::job_id(&s.job, &p.id, fp, attempt);
         let adopting = known_job.as_deref() == Some(job_id.as_str());
@@ -929,11 +949,12 @@ async fn process_partition(
             info,
             t0,
             &may_retry,
+            false,
         )
         .await?
         {
             Settled::Done(r) => return Ok(r),
-            Settled::RetryTransient => {}
+            Settled::NewAttempt => {}
         }
         if !may_retry() {
             return Ok(PartitionResult::Failed {
@@ -977,8 +998,9 @@ async fn wait_out(ctx: &RunContext, info: JobInfo, cancel_it: bool) -> Result<bo
 
 enum Settled {
     Done(PartitionResult),
-    /// The job failed with a transient reason; another attempt may succeed.
-    RetryTransient,
+    /// Another attempt may succeed: the job failed with a transient reason,
+    /// or an adopted job turned out to be cancelled.
+    NewAttempt,
 }
 
 /// Wait for a job (cancellably), record and announce its outcome.
@@ -997,6 +1019,7 @@ async fn settle(
     info: JobInfo,
     t0: Instant,
     may_retry: &dyn Fn() -> bool,
+    adopted: bool,
 ) -> Result<Settled, RunFailure> {
     // A DONE job from jobs.insert/get may lack rows_written (filled in by
     // wait_for_job); a failed one needs nothing more.
@@ -1043,6 +1066,20 @@ async fn settle(
             });
             Ok(Settled::Done(PartitionResult::Succeeded { runtime }))
         }
+        // An adopted job ends cancelled: the signalled run that recorded it
+        // asked for that (its cancel took effect after it exited), or an
+        // operator did. Nothing was written; this run writes the partition.
+        Some(err) if adopted && err.reason == "stopped" => {
+            tracing::info!(job = %job_id, "the adopted job was cancelled; running a new attempt");
+            let row =
+                AuditRow::partition(&p.id, Status::Cancelled, attempt, job_id, fp, destination)
+                    .ended_with(
+                        "stopped",
+                        "the job was cancelled before this run adopted it",
+                    );
+            cp.record(&row).await?;
+            Ok(Settled::NewAttempt)
+        }
         Some(err) => {
             let retryable = retry::is_transient_job_reason(&err.reason);
             let will_retry = retryable && may_retry() && !ctx.cancel.is_cancelled();
@@ -1061,7 +1098,7 @@ async fn settle(
             )
             .await?;
             if retryable {
-                Ok(Settled::RetryTransient)
+                Ok(Settled::NewAttempt)
             } else {
                 Ok(Settled::Done(PartitionResult::Failed { runtime }))
             }
@@ -1139,17 +1176,20 @@ async fn cancel_in_flight(
                     AuditRow::partition(&p.id, Status::Cancelled, attempt, job_id, fp, destination)
                         .ended_with(&err.reason, "cancelled by signal");
                 match tokio::time::timeout(CLEANUP_STEP, cp.record(&row)).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => true,
                     Ok(Err(e)) => {
                         tracing::warn!(
                             "could not record CANCELLED: {e}; the next run adopts the job"
-                        )
+                        );
+                        false
                     }
                     Err(_) => {
-                        tracing::warn!("recording CANCELLED timed out; the next run adopts the job")
+                        tracing::warn!(
+                            "recording CANCELLED timed out; the next run adopts the job"
+                        );
+                        false
                     }
                 }
-                true
             }
             None => {
                 tracing::warn!(job = %job_id, "the job finished before the cancel took effect; the next run records it SUCCEEDED without rerunning it");

@@ -816,7 +816,7 @@ impl BigQuery {
         while page.job_complete != Some(true) {
             let started = tokio::time::Instant::now();
             page = match self
-                .fetch_results(&need_job_id()?, location.as_deref(), None, None)
+                .fetch_results(&need_job_id()?, location.as_deref(), None, None, false)
                 .await?
             {
                 Fetched::Page(next) => next,
@@ -833,7 +833,13 @@ impl BigQuery {
         page.append_rows(&mut result);
         while let Some(token) = page.page_token.take().filter(|t| !t.is_empty()) {
             page = match self
-                .fetch_results(&need_job_id()?, location.as_deref(), Some(&token), None)
+                .fetch_results(
+                    &need_job_id()?,
+                    location.as_deref(),
+                    Some(&token),
+                    None,
+                    false,
+                )
                 .await?
             {
                 Fetched::Page(next) => next,
@@ -931,7 +937,7 @@ impl BigQuery {
         loop {
             let started = tokio::time::Instant::now();
             match self
-                .fetch_results(job_id, self.location(), None, Some(0))
+                .fetch_results(job_id, self.location(), None, Some(0), true)
                 .await?
             {
                 Fetched::JobDone(info, _) => return Ok(info),
@@ -961,13 +967,16 @@ impl BigQuery {
     /// `jobs.getQueryResults`, retried like any call, except that a failing
     /// answer is checked against `jobs.get`: a query job that failed reports
     /// its error through getQueryResults, possibly as a 5xx `backendError`
-    /// that retrying can never fix.
+    /// that retrying can never fix. `done_is_enough`: the caller only waits
+    /// for the job to end (any DONE settles it); otherwise it needs the rows,
+    /// and a transient error on a job that succeeded is retried.
     async fn fetch_results(
         &self,
         job_id: &str,
         location: Option<&str>,
         page_token: Option<&str>,
         max_results: Option<u32>,
+        done_is_enough: bool,
     ) -> Result<Fetched, BqError> {
         let path = ["projects", &self.inner.project, "queries", job_id];
         let mut call = Call::new("jobs.getQueryResults", Method::GET, &path)
@@ -1000,13 +1009,15 @@ impl BigQuery {
                     .await
                     .and_then(|body| decode::<wire::Job>("jobs.get", &body))
                 {
-                    // DONE explains the error only if the job failed, or if
-                    // the error is not worth retrying: a transient error on a
-                    // job that succeeded is retried like any other.
+                    // For rows, DONE explains the error only if the job
+                    // failed or the error is not worth retrying: a transient
+                    // error on a job that succeeded is retried like any other.
                     Ok(job) => match job.into_info(job_id) {
                         Ok(info)
                             if info.state == JobState::Done
-                                && (info.error.is_some() || !err.is_transient()) =>
+                                && (done_is_enough
+                                    || info.error.is_some()
+                                    || !err.is_transient()) =>
                         {
                             Ok(Fetched::JobDone(info, err))
                         }

@@ -340,6 +340,58 @@ async fn an_unconfirmed_cancel_stays_running_and_the_next_run_never_writes_besid
     assert_converged(&env, "2024-01-01", "2024-01-03");
 }
 
+/// The same, with the same query: the next run adopts the still-running job,
+/// which then ends cancelled (the earlier cancel taking effect late). That is
+/// no failure: the run records CANCELLED and writes the partition itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_job_that_ends_cancelled_is_replaced_not_failed() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.slow_partition_jobs(Duration::from_secs(30));
+    env.emu
+        .faults()
+        .fail_next("jobs.cancel", 1, 403, "accessDenied");
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let Started {
+        mut child,
+        mut out,
+        job_id,
+    } = spawn_until_started(&env, &d);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    read_until(&mut out, |e| e["event"] == "run_finished");
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert_eq!(env.latest_status()["20240101"], "RUNNING");
+
+    env.normal_speed();
+    let Started {
+        mut child,
+        mut out,
+        job_id: adopted,
+    } = spawn_until_started(&env, &d);
+    assert_eq!(adopted, job_id, "the running job was adopted");
+    env.cancel_job(&job_id).await;
+    let events = read_until(&mut out, |_| false);
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{events:?}");
+    assert!(
+        events.iter().all(|e| e["event"] != "partition_failed"),
+        "{events:?}"
+    );
+    let next = events
+        .iter()
+        .find(|e| e["event"] == "partition_started")
+        .unwrap();
+    assert_eq!(
+        (next["partition"].as_str(), next["attempt"].as_u64()),
+        (Some("20240101"), Some(2)),
+        "{next}"
+    );
+    assert!(
+        env.audit()
+            .iter()
+            .any(|row| s(&row["bq_job_id"]) == job_id && row["status"] == "CANCELLED")
+    );
+    assert_converged(&env, "2024-01-01", "2024-01-03");
+}
+
 /// The audit table is dropped while a killed run's job still runs: the next
 /// run meets that job's ID (409), waits for it to end instead of writing the
 /// partition beside it, then takes a new attempt number.
@@ -489,13 +541,7 @@ async fn a_second_signal_exits_at_once_and_the_next_run_replaces_the_cancelled_j
     );
 
     env.normal_speed();
-    let url = format!(
-        "{}/bigquery/v2/projects/{}/jobs/{job_id}/cancel",
-        env.emu.base_url(),
-        demo::PROJECT
-    );
-    let resp = reqwest::Client::new().post(url).send().await.unwrap();
-    assert!(resp.status().is_success(), "{resp:?}");
+    env.cancel_job(&job_id).await;
     // The lease was not released either: the operator knows the run is dead.
     let r = env.run(&d, &["--force-unlock"]);
     r.expect_code(0);

@@ -188,6 +188,17 @@ impl Env {
         assert!(resp.status().is_success(), "{resp:?}");
     }
 
+    /// Cancel a job over HTTP, as an operator would with `bq cancel`.
+    pub async fn cancel_job(&self, job_id: &str) {
+        let url = format!(
+            "{}/bigquery/v2/projects/{}/jobs/{job_id}/cancel",
+            self.emu.base_url(),
+            demo::PROJECT
+        );
+        let resp = reqwest::Client::new().post(url).send().await.unwrap();
+        assert!(resp.status().is_success(), "{resp:?}");
+    }
+
     /// Drop a table (over HTTP).
     pub async fn drop_table(&self, dataset: &str, table: &str) {
         let url = format!(

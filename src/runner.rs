@@ -762,20 +762,7 @@ async fn process_partition(
                 // Cancelled after it was recorded RUNNING — by a signalled
                 // run that could not confirm it, or by an operator.
                 // Nothing was written: record the truth, run a new attempt.
-                tracing::info!(job = %jid, "the job recorded RUNNING was cancelled; running a new attempt");
-                let row = AuditRow::partition(
-                    &p.id,
-                    Status::Cancelled,
-                    st.attempt,
-                    &jid,
-                    fp,
-                    &destination,
-                )
-                .ended_with(
-                    "stopped",
-                    "the job was cancelled before this run adopted it",
-                );
-                cp.record(&row).await?;
+                record_cancelled_before_adoption(cp, p, &jid, st.attempt, fp, &destination).await?;
             }
             Some(info) if same_logic => {
                 ctx.emitter.emit(Event::PartitionStarted {
@@ -1070,14 +1057,7 @@ async fn settle(
         // asked for that (its cancel took effect after it exited), or an
         // operator did. Nothing was written; this run writes the partition.
         Some(err) if adopted && err.reason == "stopped" => {
-            tracing::info!(job = %job_id, "the adopted job was cancelled; running a new attempt");
-            let row =
-                AuditRow::partition(&p.id, Status::Cancelled, attempt, job_id, fp, destination)
-                    .ended_with(
-                        "stopped",
-                        "the job was cancelled before this run adopted it",
-                    );
-            cp.record(&row).await?;
+            record_cancelled_before_adoption(cp, p, job_id, attempt, fp, destination).await?;
             Ok(Settled::NewAttempt)
         }
         Some(err) => {
@@ -1104,6 +1084,26 @@ async fn settle(
             }
         }
     }
+}
+
+/// A job the audit log recorded RUNNING turned out cancelled (found DONE
+/// `stopped`, or ending so while adopted): nothing was written, so record
+/// CANCELLED; the caller runs a new attempt.
+async fn record_cancelled_before_adoption(
+    cp: &Checkpoints,
+    p: &Partition,
+    job_id: &str,
+    attempt: u32,
+    fp: &str,
+    destination: &str,
+) -> Result<(), RunFailure> {
+    tracing::info!(job = %job_id, "the job recorded RUNNING was cancelled; running a new attempt");
+    let row = AuditRow::partition(&p.id, Status::Cancelled, attempt, job_id, fp, destination)
+        .ended_with(
+            "stopped",
+            "the job was cancelled before this run adopted it",
+        );
+    Ok(cp.record(&row).await?)
 }
 
 #[allow(clippy::too_many_arguments)]

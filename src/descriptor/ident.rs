@@ -359,20 +359,6 @@ pub(crate) fn label_value(v: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Placeholders a load URI template may contain (which ones apply depends
-/// on the partitioning: see [`TIME_URI_PLACEHOLDERS`] and
-/// [`INTEGER_URI_PLACEHOLDERS`]).
-pub(crate) const URI_PLACEHOLDERS: &[&str] = &[
-    "partition_id",
-    "partition_date",
-    "year",
-    "month",
-    "day",
-    "hour",
-    "partition_start",
-    "partition_end",
-];
-
 /// Placeholders of time-partitioned loads.
 pub(crate) const TIME_URI_PLACEHOLDERS: &[&str] = &[
     "partition_id",
@@ -386,6 +372,15 @@ pub(crate) const TIME_URI_PLACEHOLDERS: &[&str] = &[
 /// Placeholders of integer-range-partitioned loads.
 pub(crate) const INTEGER_URI_PLACEHOLDERS: &[&str] =
     &["partition_id", "partition_start", "partition_end"];
+
+/// Every placeholder a load URI template may contain; which ones apply
+/// depends on the partitioning (the two lists above).
+pub(crate) fn uri_placeholders() -> impl Iterator<Item = &'static str> {
+    TIME_URI_PLACEHOLDERS
+        .iter()
+        .chain(INTEGER_URI_PLACEHOLDERS)
+        .copied()
+}
 
 const URI_HINT: &str = "load URIs are Cloud Storage paths such as \
                         `gs://my-bucket/events/{partition_date}/*.json`; placeholders: \
@@ -446,10 +441,10 @@ pub(crate) fn gcs_uri_template(uri: &str) -> Result<Vec<&'static str>, Problem> 
                     return Err(problem(format!("`{uri}` has an unbalanced `{{`"), URI_HINT));
                 };
                 let name = &after[..close];
-                match URI_PLACEHOLDERS.iter().find(|p| **p == name) {
+                match uri_placeholders().find(|p| *p == name) {
                     Some(p) => {
-                        if !used.contains(p) {
-                            used.push(*p);
+                        if !used.contains(&p) {
+                            used.push(p);
                         }
                     }
                     None => {

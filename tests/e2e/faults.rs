@@ -285,25 +285,33 @@ async fn sigint_cancels_the_job_records_it_and_exits_130_within_3_seconds() {
     signal_cancels(libc::SIGINT, 130).await;
 }
 
+/// Start a run of `d` whose first job runs 30 s, send SIGTERM while
+/// BigQuery refuses the cancel (exit 143); the job keeps running. Returns
+/// its ID and the events read after it started.
+fn sigterm_while_cancel_is_refused(env: &Env, d: &Value) -> (String, Vec<Value>) {
+    env.slow_partition_jobs(Duration::from_secs(30));
+    env.emu
+        .faults()
+        .fail_next("jobs.cancel", 1, 403, "accessDenied");
+    let Started {
+        mut child,
+        mut out,
+        job_id,
+    } = spawn_until_started(env, d);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let rest = read_until(&mut out, |e| e["event"] == "run_finished");
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    (job_id, rest)
+}
+
 /// A signal whose cancel BigQuery does not confirm leaves the partition
 /// RUNNING, not CANCELLED: the job may still be writing. The next run — with
 /// a changed query — stops that job before it writes the partition itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfirmed_cancel_stays_running_and_the_next_run_never_writes_beside_the_job() {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
-    env.slow_partition_jobs(Duration::from_secs(30));
-    env.emu
-        .faults()
-        .fail_next("jobs.cancel", 1, 403, "accessDenied");
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
-    let Started {
-        mut child,
-        mut out,
-        job_id,
-    } = spawn_until_started(&env, &d);
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let rest = read_until(&mut out, |e| e["event"] == "run_finished");
-    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let (job_id, rest) = sigterm_while_cancel_is_refused(&env, &d);
     let cancelled = rest
         .iter()
         .find(|e| e["event"] == "partition_cancelled")
@@ -346,19 +354,8 @@ async fn an_unconfirmed_cancel_stays_running_and_the_next_run_never_writes_besid
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adopted_job_that_ends_cancelled_is_replaced_not_failed() {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
-    env.slow_partition_jobs(Duration::from_secs(30));
-    env.emu
-        .faults()
-        .fail_next("jobs.cancel", 1, 403, "accessDenied");
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
-    let Started {
-        mut child,
-        mut out,
-        job_id,
-    } = spawn_until_started(&env, &d);
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    read_until(&mut out, |e| e["event"] == "run_finished");
-    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let (job_id, _) = sigterm_while_cancel_is_refused(&env, &d);
     assert_eq!(env.latest_status()["20240101"], "RUNNING");
 
     env.normal_speed();

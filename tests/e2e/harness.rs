@@ -273,6 +273,20 @@ impl RunResult {
         last
     }
 
+    /// A destination/configuration refusal (exit 78) whose message contains
+    /// `message`; returns its `run_finished.error` for further checks.
+    pub fn expect_config_error(&self, message: &str, context: &str) -> &Value {
+        self.expect_code(78);
+        let fin = self.finished();
+        assert_eq!(fin["status"], "error");
+        assert!(
+            s(&fin["error"]["message"]).contains(message),
+            "{context}: {}",
+            fin["error"]
+        );
+        &fin["error"]
+    }
+
     pub fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
             self.code, code,

@@ -446,15 +446,8 @@ async fn a_destination_that_does_not_fit_is_refused_before_any_job() {
             json!({"destination": dest, "partitions": {"granularity": granularity}}),
         );
         let r = env.run(&d, &[]);
-        r.expect_code(78);
-        let fin = r.finished();
-        assert_eq!(fin["status"], "error");
-        assert!(
-            s(&fin["error"]["message"]).contains(message),
-            "{dest}: {}",
-            fin["error"]
-        );
-        assert!(fin["error"]["hint"].is_string());
+        let error = r.expect_config_error(message, dest);
+        assert!(error["hint"].is_string());
         assert!(r.stderr.contains(message));
     }
     assert_eq!(env.stat("jobs.insert"), 0, "nothing was submitted");

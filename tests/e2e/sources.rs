@@ -433,19 +433,8 @@ async fn integer_range_partitions() {
             d["source"] = json!({"query": demo::DAILY_QUERY});
         }
         let r = env.run(&d, &[]);
-        r.expect_code(78);
-        let fin = r.finished();
-        assert_eq!(fin["status"], "error");
-        assert!(
-            s(&fin["error"]["message"]).contains(message),
-            "{partitions}: {}",
-            fin["error"]
-        );
-        assert!(
-            s(&fin["error"]["hint"]).contains(hint),
-            "{partitions}: {}",
-            fin["error"]
-        );
+        let error = r.expect_config_error(message, &partitions.to_string());
+        assert!(s(&error["hint"]).contains(hint), "{partitions}: {error}");
     }
     assert_eq!(env.stat("jobs.insert"), 0, "nothing was submitted");
     assert_eq!(env.stat("tabledata.insertAll"), 0, "nothing was recorded");

@@ -1,5 +1,5 @@
 //! The BigQuery client boundary: every call to the BigQuery REST API goes
-//! through this module, and every call goes through [`crate::retry`].
+//! through this module, and every call goes through [`crate::bq::retry`].
 //!
 //! Requests are sent with reqwest directly rather than through
 //! gcp-bigquery-client's `Client`, whose response handling
@@ -16,6 +16,7 @@
 //! Endpoint selection follows the Google client libraries: see [`Endpoint`].
 
 mod auth;
+pub mod retry;
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -47,9 +48,9 @@ use reqwest::{Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::retry::RetryNotice;
-use crate::retry::{self, Class, RetryObserver, RetryPolicy, Retryable, describe_attempts};
-use crate::settings::TableRef;
+use self::retry::{Class, RetryObserver, RetryPolicy, Retryable, describe_attempts};
+pub use crate::bq::retry::RetryNotice;
+use crate::task::settings::TableRef;
 use auth::Credentials;
 
 /// Google's production endpoint.

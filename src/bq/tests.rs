@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::retry::RetryNotice;
+use crate::bq::retry::RetryNotice;
 
 #[derive(Clone)]
 enum Reply {

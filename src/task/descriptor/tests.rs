@@ -3,7 +3,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::partition::{count, plan};
+use crate::planning::partition::{count, plan};
 
 fn base() -> Value {
     json!({

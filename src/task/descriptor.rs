@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::partition::{self, PartitionSpec, Selection};
-use crate::retry::RetryPolicy;
-use crate::settings::{self, Settings, TableRef};
+use crate::bq::retry::RetryPolicy;
+use crate::planning::partition::{self, PartitionSpec, Selection};
+use crate::task::settings::{self, Settings, TableRef};
 
 pub(crate) mod ident;
 mod sql;

@@ -9,8 +9,8 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use crate::descriptor::MAX_DESCRIPTOR_BYTES;
 use crate::exit;
+use crate::task::descriptor::MAX_DESCRIPTOR_BYTES;
 
 const REDIRECT_HINT: &str = "pass the descriptor with a redirect (`bq-backfill run < task.json`) or with `--task task.json`";
 

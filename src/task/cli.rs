@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::descriptor::Overrides;
 use crate::exit;
+use crate::task::descriptor::Overrides;
 
 /// Backfill partitioned BigQuery tables safely, one partition at a time.
 ///

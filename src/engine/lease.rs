@@ -22,10 +22,10 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::bq::{BigQuery, InsertOutcome, QueryParam};
-use crate::checkpoint::{
+use crate::engine::checkpoint::{
     AuditRow, CheckpointError, Checkpoints, Status, parse_timestamp_cell, table_path,
 };
-use crate::strategy::{LABEL_RUN, job_labels};
+use crate::planning::strategy::{LABEL_RUN, job_labels};
 
 /// Why the lease could not be taken or kept.
 #[derive(Debug, thiserror::Error)]

@@ -21,8 +21,8 @@ use gcp_bigquery_client::model::query_parameter_type::QueryParameterType;
 use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
 use gcp_bigquery_client::model::table_reference::TableReference;
 
-use crate::partition::{Partition, Window};
-use crate::settings::{JobOptions, LoadSource, Priority, Settings, Source, TableRef};
+use crate::planning::partition::{Partition, Window};
+use crate::task::settings::{JobOptions, LoadSource, Priority, Settings, Source, TableRef};
 
 /// Builds the job that replaces one partition of the destination.
 pub trait WriteStrategy: Send + Sync {
@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn integer_ranges_get_int64_parameters_and_placeholders() {
-        let p = crate::partition::integer_partition(-10, 10);
+        let p = crate::planning::partition::integer_partition(-10, 10);
         assert_eq!(
             values(&partition_parameters(&p)),
             vec![

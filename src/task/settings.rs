@@ -11,8 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::partition::PartitionSpec;
-use crate::retry::RetryPolicy;
+use crate::bq::retry::RetryPolicy;
+use crate::planning::partition::PartitionSpec;
 
 /// A fully-qualified table: `project.dataset.table`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

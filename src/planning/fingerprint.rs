@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::settings::{Settings, Source};
+use crate::task::settings::{Settings, Source};
 
 /// Version of the canonical form below; bump it when that form changes, so
 /// that old and new fingerprints never collide by accident.
@@ -130,7 +130,7 @@ pub fn job_id(job: &str, partition_id: &str, fingerprint: &str, attempt: u32) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::descriptor::{Overrides, parse, resolve};
+    use crate::task::descriptor::{Overrides, parse, resolve};
 
     const BASE: &str = r#"{
         "job": "orders_daily",

@@ -7,13 +7,13 @@ use std::os::fd::AsFd;
 
 use serde_json::json;
 
-use crate::cli::Cli;
-use crate::descriptor::{DescriptorError, parse, resolve};
 use crate::exit;
-use crate::fingerprint::fingerprint;
-use crate::input::{InputError, read_descriptor};
-use crate::partition;
-use crate::settings::Settings;
+use crate::planning::fingerprint::fingerprint;
+use crate::planning::partition;
+use crate::task::cli::Cli;
+use crate::task::descriptor::{DescriptorError, parse, resolve};
+use crate::task::input::{InputError, read_descriptor};
+use crate::task::settings::Settings;
 
 /// Why no settings could be produced. `Display` is the full user-facing
 /// text: message, cause and `hint:` lines (prefix it with `error: `).
@@ -148,7 +148,7 @@ pub fn validate_command<R: Read + AsFd>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::parse_args;
+    use crate::task::cli::parse_args;
     use std::io::Seek;
 
     fn stdin_with(text: &str) -> std::fs::File {

@@ -1,6 +1,8 @@
 //! The application layer: commands, logging, and turning every outcome into
 //! an exit code — with `run_finished` as the very last line of output.
 
+pub mod schema;
+
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -9,15 +11,18 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::bq::{BigQuery, ClientConfig, Endpoint};
-use crate::cancel::{self, Cancel};
-use crate::checkpoint::Checkpoints;
-use crate::cli::Command;
-use crate::events::{Emitter, Event, EventSink, JsonLinesSink, RunError, RunStatus};
+use crate::engine::cancel::{self, Cancel};
+use crate::engine::checkpoint::Checkpoints;
+use crate::engine::failure::RunFailure;
+use crate::engine::preflight;
+use crate::engine::runner::{self, RunContext, RunOutcome};
 use crate::exit;
-use crate::fingerprint;
-use crate::partition;
-use crate::runner::{self, Decision, RunContext, RunFailure, RunOutcome};
-use crate::settings::Settings;
+use crate::output::events::{Emitter, Event, EventSink, JsonLinesSink, RunError, RunStatus};
+use crate::planning::decision::{self, Decision};
+use crate::planning::fingerprint;
+use crate::planning::partition;
+use crate::task::cli::Command;
+use crate::task::settings::Settings;
 
 /// The whole program: arguments in, exit code out.
 pub fn main<I, T>(args: I) -> i32
@@ -25,7 +30,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match crate::cli::parse_args(args) {
+    let cli = match crate::task::cli::parse_args(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -37,19 +42,19 @@ where
         }
     };
     let env = |k: &str| std::env::var(k).ok();
-    crate::logging::init(cli.verbose, cli.quiet, &env);
+    crate::output::logging::init(cli.verbose, cli.quiet, &env);
     let (stdout, stderr) = (io::stdout(), io::stderr());
     let command = cli.command();
     match command {
         Command::Schema { name } => {
-            return crate::schema::schema_command(
+            return crate::app::schema::schema_command(
                 name.as_deref(),
                 &mut stdout.lock(),
                 &mut stderr.lock(),
             );
         }
         Command::Validate => {
-            return crate::load::validate_command(
+            return crate::task::load::validate_command(
                 &cli,
                 io::stdin(),
                 &env,
@@ -59,7 +64,7 @@ where
         }
         Command::Run | Command::Plan | Command::Status => {}
     }
-    let settings = match crate::load::load_settings(&cli, io::stdin(), &env) {
+    let settings = match crate::task::load::load_settings(&cli, io::stdin(), &env) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(stderr.lock(), "error: {e}");
@@ -188,7 +193,7 @@ pub async fn run_command(
             let current: Arc<Mutex<Option<String>>> = Arc::default();
             let observer_emitter = emitter.clone();
             let observer_current = current.clone();
-            let bq = bq.with_retry_observer(Arc::new(move |n: &crate::retry::RetryNotice| {
+            let bq = bq.with_retry_observer(Arc::new(move |n: &crate::bq::retry::RetryNotice| {
                 tracing::warn!(
                     operation = n.operation,
                     attempt = n.attempt,
@@ -243,7 +248,7 @@ fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant) {
             started.elapsed()
         ),
     }
-    crate::logging::close();
+    crate::output::logging::close();
     emitter.emit(o.finished_event(started.elapsed()));
 }
 
@@ -268,7 +273,7 @@ pub fn finish_invalid(
         hint: hint.map(Into::into),
     };
     let o = RunOutcome::not_started(RunStatus::Error, code, 0, error);
-    crate::logging::close();
+    crate::output::logging::close();
     emitter.emit(o.finished_event(std::time::Duration::ZERO));
 }
 
@@ -291,7 +296,7 @@ pub async fn plan_command(
     out: &mut dyn Write,
 ) -> Result<i32, RunFailure> {
     let bq = connect(&settings, api, env).await?;
-    runner::preflight(&bq, &settings).await?;
+    preflight::preflight(&bq, &settings).await?;
     let cp = audit_reader(&bq, &settings);
     let states = if cp.exists().await? {
         cp.latest_states().await?
@@ -303,7 +308,7 @@ pub async fn plan_command(
     let (mut run, mut skip) = (0, 0);
     for p in &plan {
         let state = states.get(&p.id);
-        let (action, reason) = match runner::decide(state, &fp) {
+        let (action, reason) = match decision::decide(state, &fp) {
             Decision::Skip(r) => {
                 skip += 1;
                 ("skip", serde_json::to_value(r).unwrap_or_default())
@@ -315,7 +320,7 @@ pub async fn plan_command(
         };
         let line = json!({
             "partition": p.id,
-            "destination": crate::strategy::decorated_name(&settings.destination, p),
+            "destination": crate::planning::strategy::decorated_name(&settings.destination, p),
             "action": action,
             "reason": reason,
             "last_status": state.map(|s| s.status.as_str()),

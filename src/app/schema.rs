@@ -6,8 +6,8 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use crate::descriptor::Descriptor;
 use crate::exit;
+use crate::task::descriptor::Descriptor;
 
 /// A schema generator.
 pub type SchemaFn = fn() -> Value;
@@ -16,7 +16,7 @@ pub type SchemaFn = fn() -> Value;
 /// `schemas/`, generator). Add the events schema here.
 pub const SCHEMAS: &[(&str, SchemaFn)] = &[
     ("descriptor.v1.schema.json", descriptor_schema),
-    ("events.v1.schema.json", crate::events::json_schema),
+    ("events.v1.schema.json", crate::output::events::json_schema),
 ];
 
 /// The task descriptor's schema (draft 2020-12).

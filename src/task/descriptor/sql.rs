@@ -185,7 +185,9 @@ fn find_template(code: &str) -> Option<String> {
             }
         } else if let Some(close) = rest.find('}') {
             let name = rest[1..close].trim();
-            if crate::descriptor::ident::uri_placeholders().any(|p| p.eq_ignore_ascii_case(name)) {
+            if crate::task::descriptor::ident::uri_placeholders()
+                .any(|p| p.eq_ignore_ascii_case(name))
+            {
                 return Some(rest[..=close].to_string());
             }
         }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::bq::{BigQuery, BqError, FieldSpec, NewTable, QueryParam, QueryResult, TableMeta};
-use crate::settings::TableRef;
+use crate::task::settings::TableRef;
 
 /// Version of the audit record format written by this build.
 pub const RECORD_VERSION: i64 = 1;

@@ -1,0 +1,87 @@
+//! What the run does with one partition given its latest audit row: the
+//! first, pure half of the decision (the second half asks BigQuery what
+//! became of the job the row names: see `engine::attempt`).
+
+use crate::engine::checkpoint::{PartitionState, Status};
+use crate::output::events::SkipReason;
+
+/// What the run will do with one partition, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Skip(SkipReason),
+    Run(RunReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunReason {
+    /// Never attempted.
+    New,
+    /// Succeeded before, with different logic (the fingerprint changed).
+    StaleFingerprint,
+    /// The latest attempt failed.
+    PreviouslyFailed,
+    /// The latest attempt was cancelled.
+    PreviouslyCancelled,
+    /// A job was recorded RUNNING (a crash or a kill): it will be adopted.
+    AdoptRunning,
+}
+
+/// Decide a partition's fate from its latest audit state.
+pub fn decide(state: Option<&PartitionState>, fingerprint: &str) -> Decision {
+    match state {
+        None => Decision::Run(RunReason::New),
+        Some(s) => match s.status {
+            Status::Succeeded if s.fingerprint.as_deref() == Some(fingerprint) => {
+                Decision::Skip(SkipReason::AlreadySucceeded)
+            }
+            Status::Succeeded => Decision::Run(RunReason::StaleFingerprint),
+            Status::Running => Decision::Run(RunReason::AdoptRunning),
+            Status::Failed => Decision::Run(RunReason::PreviouslyFailed),
+            Status::Cancelled => Decision::Run(RunReason::PreviouslyCancelled),
+            Status::LeaseHeld | Status::LeaseReleased => Decision::Run(RunReason::New),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(status: Status, fp: &str) -> PartitionState {
+        PartitionState {
+            status,
+            fingerprint: Some(fp.into()),
+            attempt: 1,
+            bq_job_id: Some("j".into()),
+            run_id: "r".into(),
+            recorded_at: None,
+            max_attempt: 1,
+        }
+    }
+
+    #[test]
+    fn only_a_success_with_the_current_fingerprint_is_skipped() {
+        assert_eq!(decide(None, "a"), Decision::Run(RunReason::New));
+        assert_eq!(
+            decide(Some(&st(Status::Succeeded, "a")), "a"),
+            Decision::Skip(SkipReason::AlreadySucceeded)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Succeeded, "b")), "a"),
+            Decision::Run(RunReason::StaleFingerprint)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Running, "a")), "a"),
+            Decision::Run(RunReason::AdoptRunning)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Failed, "a")), "a"),
+            Decision::Run(RunReason::PreviouslyFailed)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Cancelled, "a")), "a"),
+            Decision::Run(RunReason::PreviouslyCancelled)
+        );
+    }
+}

@@ -222,11 +222,42 @@ pub async fn run_command(
                 force_unlock: api.force_unlock,
                 current_partition: current,
             };
-            runner::run(&ctx).await
+            run_guarded(ctx, total).await
         }
     };
     finish(&emitter, &outcome, started);
     outcome.exit_code
+}
+
+/// Run the loop in its own task, so that a panic (a bug) still ends with
+/// `run_finished` and exit 70 instead of killing the process with 101. The
+/// audit log keeps an in-flight partition RUNNING and the lease expires on
+/// its own, so the next run adopts the work as after a kill.
+async fn run_guarded(ctx: RunContext, total: usize) -> RunOutcome {
+    let task = tokio::spawn(async move { runner::run(&ctx).await });
+    match task.await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let what = match e.try_into_panic() {
+                Ok(p) => p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into()),
+                Err(e) => e.to_string(),
+            };
+            let error = RunError {
+                kind: "internal".into(),
+                message: format!("internal error: {what}"),
+                hint: Some(
+                    "this is a bug in bq-backfill: please report it with the log. \
+                     The audit log keeps any in-flight partition RUNNING; the next run adopts it"
+                        .into(),
+                ),
+            };
+            RunOutcome::not_started(RunStatus::Error, exit::INTERNAL, total, error)
+        }
+    }
 }
 
 /// Log the outcome, then emit `run_finished` as the last line.

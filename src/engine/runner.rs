@@ -680,7 +680,7 @@ async fn settle(
     destination: &str,
     info: JobInfo,
     t0: Instant,
-    may_retry: &dyn Fn() -> bool,
+    may_retry: &(dyn Fn() -> bool + Sync),
     adopted: bool,
 ) -> Result<Settled, RunFailure> {
     // A DONE job from jobs.insert/get may lack rows_written (filled in by

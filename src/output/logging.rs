@@ -34,6 +34,10 @@ pub fn init(verbose: u8, quiet: bool, env: &dyn Fn(&str) -> Option<String>) {
         .with_writer(gated_stderr)
         .with_ansi(ansi)
         .with_target(false)
+        // On a failed write tracing-subscriber would report it with
+        // `eprintln!`, which panics when stderr is a closed pipe (`| tee`
+        // killed by Ctrl-C). A lost log line must never end the run.
+        .log_internal_errors(false)
         .try_init();
 }
 

@@ -754,3 +754,35 @@ async fn chaos_random_kills_and_transient_failures_still_converge_exactly() {
         "chaos: {kills} kills, {finished_early} runs finished before their kill, jobs per partition {per_partition:?}"
     );
 }
+
+/// `bq-backfill run … 2>&1 | tee log` with the pipe closed (Ctrl-C killed
+/// `tee`): the logs have nowhere to go, yet the run finishes as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_never_ends_the_run() {
+    let env = Env::demo("2024-01-01", "2024-01-04").await;
+    let d = env.descriptor("2024-01-01", "2024-01-04", json!({}));
+    let mut child = env.spawn(&d, &["-v"]);
+    drop(child.stderr.take());
+    let r = wait(child);
+    r.expect_code(0);
+    assert_eq!(r.finished()["status"], "succeeded");
+    assert_converged(&env, "2024-01-01", "2024-01-04");
+}
+
+/// The same closed stderr, then a signal mid-job: the cancel is still
+/// recorded and the run ends with its code and `run_finished`, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_with_stderr_closed_still_cancels_and_records() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.slow_partition_jobs(Duration::from_secs(30));
+    let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
+    let mut child = env.spawn(&d, &[]);
+    drop(child.stderr.take());
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, |e| e["event"] == "partition_started");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let rest = read_until(&mut out, |e| e["event"] == "run_finished");
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert_eq!(rest.last().unwrap()["status"], "cancelled");
+    assert_eq!(env.latest_status()["20240101"], "CANCELLED");
+}

@@ -73,6 +73,10 @@ impl RunFailure {
                 "wait for the other run to finish or its lease to expire; if it is dead, run again with --force-unlock"
                     .into(),
             ),
+            RunFailure::Lease(LeaseError::Lost { .. }) => Some(
+                "the run that took the lease (--force-unlock) owns this backfill now and adopts the job in flight; nothing to do unless it fails"
+                    .into(),
+            ),
             RunFailure::Checkpoint(CheckpointError::MissingDataset { project, dataset }) => Some(format!(
                 "create the dataset first, e.g. `bq mk --dataset {project}:{dataset}`, or point checkpoint.table elsewhere"
             )),

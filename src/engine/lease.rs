@@ -12,7 +12,6 @@
 //! other meets 409 `duplicate` and refuses to run.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,6 +19,7 @@ use gcp_bigquery_client::model::job_configuration::JobConfiguration;
 use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::bq::{BigQuery, InsertOutcome, QueryParam};
 use crate::engine::checkpoint::{
@@ -36,8 +36,13 @@ pub enum LeaseError {
         holder: String,
         expires_at: String,
     },
-    #[error("another run took over the lease of job {job} (generation {generation})")]
-    Lost { job: String, generation: i64 },
+    #[error("{by} took over the lease of job {job} (generation {generation}); this run stopped")]
+    Lost {
+        job: String,
+        generation: i64,
+        /// Who took it over, as far as this run could tell.
+        by: String,
+    },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
 }
@@ -103,7 +108,17 @@ pub struct Lease {
 
 struct LeaseState {
     expires_at: Mutex<DateTime<Utc>>,
-    lost: AtomicBool,
+    /// Fired by the heartbeat once the lease is no longer ours.
+    lost: CancellationToken,
+    /// Who holds it now, for the error message.
+    taken_by: std::sync::Mutex<String>,
+}
+
+impl LeaseState {
+    fn mark_lost(&self, by: &str) {
+        *self.taken_by.lock().unwrap_or_else(|e| e.into_inner()) = by.to_string();
+        self.lost.cancel();
+    }
 }
 
 /// How many consecutive generations claimed by dead runs (claim job created,
@@ -215,7 +230,8 @@ impl Lease {
         .await?;
         let state = Arc::new(LeaseState {
             expires_at: Mutex::new(expires_at),
-            lost: AtomicBool::new(false),
+            lost: CancellationToken::new(),
+            taken_by: std::sync::Mutex::new(String::new()),
         });
         let heartbeat = tokio::spawn(heartbeat(cp, state.clone(), generation, ttl));
         Ok(Lease {
@@ -226,17 +242,38 @@ impl Lease {
         })
     }
 
-    /// Ok while the lease is ours and unexpired; checked before each partition.
+    /// Ok while the lease is ours and unexpired; checked before each job.
     pub async fn check(&self) -> Result<(), LeaseError> {
-        if self.state.lost.load(Ordering::SeqCst)
-            || Utc::now() >= *self.state.expires_at.lock().await
-        {
-            return Err(LeaseError::Lost {
-                job: self.job.clone(),
-                generation: self.generation,
-            });
+        if self.state.lost.is_cancelled() || Utc::now() >= *self.state.expires_at.lock().await {
+            return Err(self.lost_error());
         }
         Ok(())
+    }
+
+    /// Resolves once the heartbeat has seen the lease taken over or gone:
+    /// the run loop races its work against this, so a run that lost its
+    /// lease stops within one heartbeat — even while waiting on a job.
+    pub async fn lost(&self) {
+        self.state.lost.cancelled().await
+    }
+
+    /// The error a run that lost its lease ends with (exit 73).
+    pub fn lost_error(&self) -> LeaseError {
+        let by = self
+            .state
+            .taken_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        LeaseError::Lost {
+            job: self.job.clone(),
+            generation: self.generation,
+            by: if by.is_empty() {
+                "another run".into()
+            } else {
+                format!("run {by}")
+            },
+        }
     }
 
     pub fn generation(&self) -> i64 {
@@ -248,7 +285,7 @@ impl Lease {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
-        if self.state.lost.load(Ordering::SeqCst) {
+        if self.state.lost.is_cancelled() {
             return;
         }
         let row = AuditRow {
@@ -290,7 +327,7 @@ async fn heartbeat(cp: Arc<Checkpoints>, state: Arc<LeaseState>, generation: i64
             }
             Ok(Some(row)) if row.generation > generation => {
                 tracing::error!(by = %row.run_id, "the lease was taken over by another run; stopping");
-                state.lost.store(true, Ordering::SeqCst);
+                state.mark_lost(&row.run_id);
                 return;
             }
             // Our lease rows are gone (the audit table was recreated) or
@@ -298,7 +335,7 @@ async fn heartbeat(cp: Arc<Checkpoints>, state: Arc<LeaseState>, generation: i64
             // a row, so that a streamed row not yet visible is no reason.
             Ok(_) if missing >= 1 => {
                 tracing::error!("this run's lease is no longer in the audit table; stopping");
-                state.lost.store(true, Ordering::SeqCst);
+                state.mark_lost("");
                 return;
             }
             Ok(_) => missing += 1,

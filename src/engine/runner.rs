@@ -221,7 +221,15 @@ async fn run_inner(
     .await?;
     // Re-read under the lease: another run may have progressed meanwhile.
     let result = match cp.latest_states().await {
-        Ok(states) => run_partitions(ctx, &cp, &lease, plan, &states, &fp, started, tally).await,
+        // A run that lost its lease stops at once, wherever it is (waiting
+        // on a job included): the new holder owns the partitions now and
+        // adopts the job in flight, so this run neither cancels it nor
+        // records anything more.
+        Ok(states) => tokio::select! {
+            biased;
+            () = lease.lost() => Err(lease.lost_error().into()),
+            r = run_partitions(ctx, &cp, &lease, plan, &states, &fp, started, tally) => r,
+        },
         Err(e) => Err(e.into()),
     };
     // After a signal the whole cleanup must fit in 3 s (see HARD_STOP); an

@@ -786,3 +786,64 @@ async fn a_signal_with_stderr_closed_still_cancels_and_records() {
     assert_eq!(rest.last().unwrap()["status"], "cancelled");
     assert_eq!(env.latest_status()["20240101"], "CANCELLED");
 }
+
+/// Run A holds the lease; run B takes it over with --force-unlock while A's
+/// first job runs (B adopts that job). A must notice within one heartbeat,
+/// start nothing and record nothing more, leave the job to B, and exit 73.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_lease_is_taken_over_stops_and_exits_73() {
+    let env = Env::demo("2024-01-01", "2024-01-05").await;
+    env.slow_partition_jobs(Duration::from_secs(4));
+    // A 3 s TTL: the heartbeat reads the lease every second.
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-05",
+        json!({"lease": {"ttl_seconds": 3}}),
+    );
+    let Started {
+        child: mut a,
+        out: mut a_out,
+        job_id,
+    } = spawn_until_started(&env, &d);
+    let b = env.spawn(&d, &["--force-unlock"]);
+    let a_rest = read_until(&mut a_out, |e| e["event"] == "run_finished");
+    let a_code = a.wait().unwrap().code();
+    let a_fin = a_rest.last().unwrap().clone();
+    let b = wait(b);
+    env.normal_speed();
+    assert_eq!(a_code, Some(73), "A: {a_rest:?}");
+    assert_eq!(a_fin["status"], "locked", "{a_fin}");
+    assert_eq!(a_fin["error"]["kind"], "locked", "{a_fin}");
+    assert!(
+        s(&a_fin["error"]["message"]).contains("took over"),
+        "{a_fin}"
+    );
+    assert!(
+        !a_rest.iter().any(|e| e["event"] == "partition_started"),
+        "A started nothing after its first job: {a_rest:?}"
+    );
+    b.expect_code(0);
+    assert_eq!(b.finished()["succeeded"], 4, "{}", b.stderr);
+    // A's job was left alone, adopted by B, never cancelled.
+    let job = jobs_of(&env)
+        .into_iter()
+        .find(|j| s(&j["jobId"]) == job_id)
+        .unwrap();
+    assert!(job["errorResult"].is_null(), "{job}");
+    // A wrote no partition row after B took over.
+    let a_run = s(&a_fin["run_id"]);
+    let b_run = s(&b.finished()["run_id"]);
+    let audit = env.audit();
+    let b_first = audit
+        .iter()
+        .filter(|r| s(&r["run_id"]) == b_run)
+        .map(|r| s(&r["recorded_at"]).parse::<f64>().unwrap())
+        .fold(f64::MAX, f64::min);
+    let a_late: Vec<_> = audit
+        .iter()
+        .filter(|r| s(&r["run_id"]) == a_run && !r["partition_id"].is_null())
+        .filter(|r| s(&r["recorded_at"]).parse::<f64>().unwrap() > b_first)
+        .collect();
+    assert!(a_late.is_empty(), "A kept recording: {a_late:?}");
+    assert_converged(&env, "2024-01-01", "2024-01-05");
+}

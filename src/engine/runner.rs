@@ -1,29 +1,16 @@
-//! The run loop: one partition at a time, each replaced by one BigQuery job,
-//! each state change recorded in the audit table before it is acted on.
-//!
-//! Order of operations per partition, and why:
-//! 1. Record RUNNING with the deterministic job ID *before* inserting the
-//!    job, so a crash at any point leaves a row naming the job to adopt.
-//! 2. Insert the job. A retried insert after an unknown outcome meets 409 and
-//!    attaches to the job already there.
-//! 3. Wait for DONE (cancellable), record SUCCEEDED or FAILED, emit events.
-//! 4. Pause (throttle), so a backfill never starves live pipelines.
-//!
-//! On restart, a partition whose latest state is RUNNING is looked up with
-//! jobs.get before anything is submitted: still running → wait; DONE without
-//! error → record SUCCEEDED without running again; DONE with an error → next
-//! attempt; never inserted → insert it now under the same ID.
+//! The run loop: the plan in order, one partition at a time (each one's
+//! steps are `engine::attempt`), a pause between partitions so a backfill
+//! never starves live pipelines, a time budget, the run lease, and the
+//! outcome that `run_finished` and the exit code report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-
-use crate::bq::retry;
-use crate::bq::{BigQuery, InsertOutcome, JobInfo, JobState};
+use crate::bq::BigQuery;
+use crate::engine::attempt::{self, PartitionResult, Slot, process_partition};
 use crate::engine::cancel::Cancel;
-use crate::engine::checkpoint::{AuditRow, Checkpoints, PartitionState, Status};
+use crate::engine::checkpoint::{Checkpoints, PartitionState};
 use crate::engine::failure::RunFailure;
 use crate::engine::lease::Lease;
 use crate::engine::preflight::preflight;
@@ -32,7 +19,7 @@ use crate::output::events::{Emitter, Event, RunError, RunStatus};
 use crate::planning::decision::{Decision, decide};
 use crate::planning::fingerprint;
 use crate::planning::partition::{self, Partition};
-use crate::planning::strategy::{self, LABEL_RUN, WriteStrategy};
+use crate::planning::strategy;
 use crate::task::settings::{OnFailure, Settings};
 
 /// Everything one run needs from outside.
@@ -109,20 +96,6 @@ struct Tally {
     cancelled: usize,
 }
 
-/// What happened to one partition.
-enum PartitionResult {
-    Succeeded {
-        runtime: Duration,
-    },
-    Failed {
-        runtime: Duration,
-    },
-    Cancelled,
-    /// The time budget ran out before a new job could start (after waiting
-    /// out an earlier one): the partition stays pending.
-    Deferred,
-}
-
 /// Run the backfill. Never panics on BigQuery failures: every outcome is a
 /// [`RunOutcome`] with its exit code; `run_finished` is left to the caller so
 /// it can be the very last line.
@@ -164,10 +137,6 @@ pub async fn run(ctx: &RunContext) -> RunOutcome {
     }
 }
 
-/// After a signal: cancelling the job and confirming it (≤ 1.1 s), the
-/// CANCELLED row (≤ 0.5 s) and the lease release (≤ 0.5 s) fit in 2.1 s.
-const CANCEL_CONFIRM_BUDGET: Duration = Duration::from_millis(1100);
-const CLEANUP_STEP: Duration = Duration::from_millis(500);
 /// Whatever the run is doing when a signal arrives (a slow audit read, an
 /// API call in its retry loop), it stops this long after the signal, so that
 /// `run_finished` and the exit come before the orchestrator's SIGKILL.
@@ -225,17 +194,28 @@ async fn run_inner(
         // on a job included): the new holder owns the partitions now and
         // adopts the job in flight, so this run neither cancels it nor
         // records anything more.
-        Ok(states) => tokio::select! {
-            biased;
-            () = lease.lost() => Err(lease.lost_error().into()),
-            r = run_partitions(ctx, &cp, &lease, plan, &states, &fp, started, tally) => r,
-        },
+        Ok(states) => {
+            let strategy = strategy::for_settings(s);
+            let slot = Slot {
+                ctx,
+                cp: &cp,
+                lease: &lease,
+                strategy: strategy.as_ref(),
+                fp: &fp,
+                started,
+            };
+            tokio::select! {
+                biased;
+                () = lease.lost() => Err(lease.lost_error().into()),
+                r = run_partitions(&slot, plan, &states, tally) => r,
+            }
+        }
         Err(e) => Err(e.into()),
     };
     // After a signal the whole cleanup must fit in 3 s (see HARD_STOP); an
     // unreleased lease expires on its own.
     let release_within = if ctx.cancel.is_cancelled() {
-        CLEANUP_STEP
+        attempt::CLEANUP_STEP
     } else {
         Duration::from_secs(5)
     };
@@ -284,20 +264,15 @@ fn announce(
     decisions
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_partitions(
-    ctx: &RunContext,
-    cp: &Checkpoints,
-    lease: &Lease,
+    slot: &Slot<'_>,
     plan: &[Partition],
     states: &States,
-    fp: &str,
-    started: Instant,
     tally: &mut Tally,
 ) -> Result<(), RunFailure> {
+    let (ctx, started) = (slot.ctx, slot.started);
     let s = &ctx.settings;
-    let decisions = announce(ctx, plan, states, fp, tally);
-    let strategy = strategy::for_settings(s);
+    let decisions = announce(ctx, plan, states, slot.fp, tally);
     let to_run: Vec<&Partition> = plan
         .iter()
         .zip(&decisions)
@@ -312,21 +287,11 @@ async fn run_partitions(
             tracing::warn!("time budget spent: stopping before partition {}", p.id);
             break;
         }
-        lease.check().await?;
+        slot.lease.check().await?;
         *ctx.current_partition
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(p.id.clone());
-        let res = process_partition(
-            ctx,
-            cp,
-            lease,
-            strategy.as_ref(),
-            p,
-            states.get(&p.id),
-            fp,
-            started,
-        )
-        .await;
+        let res = process_partition(slot, p, states.get(&p.id)).await;
         *ctx.current_partition
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
@@ -360,7 +325,7 @@ async fn run_partitions(
     Ok(())
 }
 
-fn budget_spent(s: &Settings, started: Instant) -> bool {
+pub(crate) fn budget_spent(s: &Settings, started: Instant) -> bool {
     s.max_runtime.is_some_and(|max| started.elapsed() >= max)
 }
 
@@ -380,515 +345,6 @@ async fn throttle(ctx: &RunContext, s: &Settings, runtime: Duration, started: In
         _ = tokio::time::sleep(pause) => {}
         _ = ctx.cancel.cancelled() => {}
     }
-}
-
-fn labels(ctx: &RunContext, p: &Partition) -> BTreeMap<String, String> {
-    strategy::job_labels(
-        &ctx.settings.job_options.labels,
-        &ctx.settings.job,
-        &ctx.run_id,
-        Some(p),
-    )
-}
-
-/// How many times a job ID may turn out to belong to someone else (an older
-/// job from a dropped audit table) before we give up.
-const MAX_FOREIGN_IDS: u32 = 20;
-
-#[allow(clippy::too_many_arguments)]
-async fn process_partition(
-    ctx: &RunContext,
-    cp: &Checkpoints,
-    lease: &Lease,
-    strategy: &dyn WriteStrategy,
-    p: &Partition,
-    state: Option<&PartitionState>,
-    fp: &str,
-    started: Instant,
-) -> Result<PartitionResult, RunFailure> {
-    let s = &ctx.settings;
-    let destination = strategy::decorated_name(&s.destination, p);
-    let t0 = Instant::now();
-    let mut attempt = state.map_or(0, |st| st.max_attempt.max(st.attempt)) + 1;
-    // A job of ours recorded RUNNING and not yet settled: the ID to reuse.
-    let mut known_job: Option<String> = None;
-
-    // The latest row names a job that may still be writing this partition:
-    // find out what became of it before anything new is submitted.
-    if let Some(st) = state.filter(|st| matches!(st.status, Status::Running | Status::Cancelled))
-        && let Some(jid) = st.bq_job_id.clone()
-    {
-        let same_logic = st.fingerprint.as_deref() == Some(fp);
-        match ctx.bq.get_job(&jid).await? {
-            // Only the job created by the run that wrote the row is the one
-            // it describes. A job under the same ID from another run (the
-            // audit table was recreated since) says nothing about this
-            // partition's contents now: never adopt it, but let it finish
-            // before writing, and take a new attempt number.
-            Some(info) if info.labels.get(LABEL_RUN) != Some(&st.run_id) => {
-                tracing::warn!(job = %jid, "the job recorded for partition {} was created by another run; not adopting it", p.id);
-                if !wait_out(ctx, info, false).await? {
-                    return Ok(PartitionResult::Cancelled);
-                }
-            }
-            // Recorded CANCELLED, but a cancel is only a request: make sure
-            // it is over before a new attempt writes the same partition.
-            Some(info) if st.status == Status::Cancelled => {
-                let ended = wait_out(ctx, info, true).await?;
-                if !ended {
-                    return Ok(PartitionResult::Cancelled);
-                }
-            }
-            Some(info)
-                if same_logic && info.error.as_ref().is_some_and(|e| e.reason == "stopped") =>
-            {
-                // Cancelled after it was recorded RUNNING — by a signalled
-                // run that could not confirm it, or by an operator.
-                // Nothing was written: record the truth, run a new attempt.
-                record_cancelled_before_adoption(cp, p, &jid, st.attempt, fp, &destination).await?;
-            }
-            Some(info) if same_logic => {
-                ctx.emitter.emit(Event::PartitionStarted {
-                    partition: p.id.clone(),
-                    destination: destination.clone(),
-                    bq_job_id: jid.clone(),
-                    attempt: st.attempt,
-                    adopted: true,
-                });
-                tracing::info!(job = %jid, "adopting job recorded RUNNING by run {}", st.run_id);
-                // Whatever the adopted job did, this run still has its attempts.
-                let may_retry = || !budget_spent(s, started);
-                match settle(
-                    ctx,
-                    cp,
-                    p,
-                    &jid,
-                    st.attempt,
-                    fp,
-                    &destination,
-                    info,
-                    t0,
-                    &may_retry,
-                    true,
-                )
-                .await?
-                {
-                    Settled::Done(r) => return Ok(r),
-                    Settled::NewAttempt => {}
-                }
-            }
-            // Older logic may still be writing this partition: stop it
-            // before writing with the new logic. A job already DONE is left
-            // as its rows describe it.
-            Some(info) if info.state != JobState::Done => {
-                tracing::warn!(job = %jid, "cancelling a job running with an older fingerprint");
-                let ended = wait_out(ctx, info, true).await?;
-                if !ended {
-                    return Ok(PartitionResult::Cancelled);
-                }
-                let old_fp = st.fingerprint.as_deref().unwrap_or_default();
-                let row = AuditRow::partition(
-                    &p.id,
-                    Status::Cancelled,
-                    st.attempt,
-                    &jid,
-                    old_fp,
-                    &destination,
-                )
-                .ended_with("stale", "superseded by a run with a different fingerprint");
-                cp.record(&row).await?;
-            }
-            Some(_) => {}
-            None if same_logic && st.status == Status::Running => {
-                // Recorded but never inserted (killed in between): insert
-                // it now under the same ID and attempt.
-                attempt = st.attempt;
-                known_job = Some(jid);
-            }
-            None => {}
-        }
-    }
-
-    let mut attempts_this_run = 0u32;
-    let mut foreign = 0u32;
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return Ok(PartitionResult::Cancelled);
-        }
-        // Waiting out an earlier job may have taken long: no new job after
-        // the budget, and none without the lease.
-        if budget_spent(s, started) {
-            return Ok(PartitionResult::Deferred);
-        }
-        lease.check().await?;
-        attempts_this_run += 1;
-        let job_id = fingerprint::job_id(&s.job, &p.id, fp, attempt);
-        let adopting = known_job.as_deref() == Some(job_id.as_str());
-        cp.record(&AuditRow {
-            started_at: Some(Utc::now()),
-            ..AuditRow::partition(&p.id, Status::Running, attempt, &job_id, fp, &destination)
-        })
-        .await?;
-        let config = strategy.job_configuration(p);
-        let inserted = ctx.bq.insert_job(&job_id, config, &labels(ctx, p)).await;
-        let info = match inserted {
-            Ok(InsertOutcome::Created(info)) => info,
-            Ok(InsertOutcome::Existing(info)) => {
-                let ours =
-                    info.labels.get(LABEL_RUN).map(String::as_str) == Some(ctx.run_id.as_str());
-                if ours || adopting {
-                    info
-                } else {
-                    // The ID belongs to a job we have no record of (e.g. the
-                    // audit table was recreated): never adopt a stranger,
-                    // but never write alongside it either.
-                    if !wait_out(ctx, info, false).await? {
-                        return Ok(PartitionResult::Cancelled);
-                    }
-                    foreign += 1;
-                    tracing::warn!(job = %job_id, "job ID already used by an unrecorded job; taking the next attempt number");
-                    let row = AuditRow::partition(
-                        &p.id,
-                        Status::Failed,
-                        attempt,
-                        &job_id,
-                        fp,
-                        &destination,
-                    )
-                    .ended_with(
-                        "duplicate",
-                        "job ID already used by a job this audit log does not know",
-                    );
-                    cp.record(&row).await?;
-                    if foreign > MAX_FOREIGN_IDS {
-                        return Err(RunFailure::Config {
-                            message: format!(
-                                "partition {}: {MAX_FOREIGN_IDS} job IDs in a row already taken",
-                                p.id
-                            ),
-                            hint: Some(
-                                "the audit table does not match this project's job history".into(),
-                            ),
-                        });
-                    }
-                    attempt += 1;
-                    attempts_this_run -= 1;
-                    continue;
-                }
-            }
-            Err(e) if e.is_transient() || e.is_permission() => return Err(e.into()),
-            Err(e) => {
-                // Rejected outright (e.g. invalid configuration): this
-                // partition fails; nothing was written.
-                record_failure(
-                    ctx,
-                    cp,
-                    p,
-                    &job_id,
-                    attempt,
-                    fp,
-                    &destination,
-                    e.reason(),
-                    &e.to_string(),
-                    false,
-                    false,
-                )
-                .await?;
-                return Ok(PartitionResult::Failed {
-                    runtime: t0.elapsed(),
-                });
-            }
-        };
-        ctx.emitter.emit(Event::PartitionStarted {
-            partition: p.id.clone(),
-            destination: destination.clone(),
-            bq_job_id: job_id.clone(),
-            attempt,
-            adopted: adopting
-                || info.labels.get(LABEL_RUN).map(String::as_str) != Some(ctx.run_id.as_str()),
-        });
-        let may_retry = || attempts_this_run < s.retry.max_attempts && !budget_spent(s, started);
-        match settle(
-            ctx,
-            cp,
-            p,
-            &job_id,
-            attempt,
-            fp,
-            &destination,
-            info,
-            t0,
-            &may_retry,
-            false,
-        )
-        .await?
-        {
-            Settled::Done(r) => return Ok(r),
-            Settled::NewAttempt => {}
-        }
-        if !may_retry() {
-            return Ok(PartitionResult::Failed {
-                runtime: t0.elapsed(),
-            });
-        }
-        let delay = retry::backoff_delay(&s.retry, attempts_this_run - 1, &mut rand::rng());
-        ctx.emitter.emit(Event::RetryScheduled {
-            partition: Some(p.id.clone()),
-            operation: "partition".into(),
-            attempt,
-            reason: "job ended with a transient error".into(),
-            delay_seconds: delay.as_secs_f64(),
-            next_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
-        });
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = ctx.cancel.cancelled() => return Ok(PartitionResult::Cancelled),
-        }
-        attempt += 1;
-        known_job = None;
-    }
-}
-
-/// Wait until `info`'s job is DONE (cancelling it first if `cancel_it`), so
-/// that no new job writes the partition alongside it. `false` if a signal
-/// came first: the caller stops; the audit log still names the job.
-async fn wait_out(ctx: &RunContext, info: JobInfo, cancel_it: bool) -> Result<bool, RunFailure> {
-    if info.state == JobState::Done {
-        return Ok(true);
-    }
-    tracing::info!(job = %info.job_id, "waiting for job {} to end before writing the partition", info.job_id);
-    if cancel_it {
-        ctx.bq.cancel_job(&info.job_id).await?;
-    }
-    tokio::select! {
-        r = ctx.bq.wait_for(info) => r.map(|_| true).map_err(Into::into),
-        _ = ctx.cancel.cancelled() => Ok(false),
-    }
-}
-
-enum Settled {
-    Done(PartitionResult),
-    /// Another attempt may succeed: the job failed with a transient reason,
-    /// or an adopted job turned out to be cancelled.
-    NewAttempt,
-}
-
-/// Wait for a job (cancellably), record and announce its outcome.
-/// `may_retry`: whether the caller will start another attempt after a
-/// transient failure (attempts and time budget left) — asked when the job
-/// fails, so that `partition_failed.will_retry` tells the truth.
-#[allow(clippy::too_many_arguments)]
-async fn settle(
-    ctx: &RunContext,
-    cp: &Checkpoints,
-    p: &Partition,
-    job_id: &str,
-    attempt: u32,
-    fp: &str,
-    destination: &str,
-    info: JobInfo,
-    t0: Instant,
-    may_retry: &(dyn Fn() -> bool + Sync),
-    adopted: bool,
-) -> Result<Settled, RunFailure> {
-    // A DONE job from jobs.insert/get may lack rows_written (filled in by
-    // wait_for_job); a failed one needs nothing more.
-    let settled =
-        info.error.is_some() || (info.state == JobState::Done && info.stats.rows_written.is_some());
-    let done = if settled {
-        info
-    } else {
-        tokio::select! {
-            r = ctx.bq.wait_for(info) => r?,
-            _ = ctx.cancel.cancelled() => {
-                cancel_in_flight(ctx, cp, p, job_id, attempt, fp, destination).await;
-                return Ok(Settled::Done(PartitionResult::Cancelled));
-            }
-        }
-    };
-    let runtime = t0.elapsed();
-    match &done.error {
-        None => {
-            cp.record(&AuditRow {
-                started_at: done.stats.start_time,
-                finished_at: done.stats.end_time.or_else(|| Some(Utc::now())),
-                rows_written: done.stats.rows_written,
-                bytes_processed: done.stats.bytes_processed,
-                bytes_billed: done.stats.bytes_billed,
-                ..AuditRow::partition(&p.id, Status::Succeeded, attempt, job_id, fp, destination)
-            })
-            .await?;
-            tracing::info!(
-                job = %job_id,
-                "partition {} done: {} rows in {:.1?} (attempt {attempt})",
-                p.id,
-                done.stats.rows_written.map_or("?".to_string(), |n| n.to_string()),
-                runtime
-            );
-            ctx.emitter.emit(Event::PartitionSucceeded {
-                partition: p.id.clone(),
-                bq_job_id: job_id.to_string(),
-                attempt,
-                rows_written: done.stats.rows_written,
-                bytes_processed: done.stats.bytes_processed,
-                bytes_billed: done.stats.bytes_billed,
-                duration_seconds: runtime.as_secs_f64(),
-            });
-            Ok(Settled::Done(PartitionResult::Succeeded { runtime }))
-        }
-        // An adopted job ends cancelled: the signalled run that recorded it
-        // asked for that (its cancel took effect after it exited), or an
-        // operator did. Nothing was written; this run writes the partition.
-        Some(err) if adopted && err.reason == "stopped" => {
-            record_cancelled_before_adoption(cp, p, job_id, attempt, fp, destination).await?;
-            Ok(Settled::NewAttempt)
-        }
-        Some(err) => {
-            let retryable = retry::is_transient_job_reason(&err.reason);
-            let will_retry = retryable && may_retry() && !ctx.cancel.is_cancelled();
-            record_failure(
-                ctx,
-                cp,
-                p,
-                job_id,
-                attempt,
-                fp,
-                destination,
-                &err.reason,
-                &err.message,
-                retryable,
-                will_retry,
-            )
-            .await?;
-            if retryable {
-                Ok(Settled::NewAttempt)
-            } else {
-                Ok(Settled::Done(PartitionResult::Failed { runtime }))
-            }
-        }
-    }
-}
-
-/// A job the audit log recorded RUNNING turned out cancelled (found DONE
-/// `stopped`, or ending so while adopted): nothing was written, so record
-/// CANCELLED; the caller runs a new attempt.
-async fn record_cancelled_before_adoption(
-    cp: &Checkpoints,
-    p: &Partition,
-    job_id: &str,
-    attempt: u32,
-    fp: &str,
-    destination: &str,
-) -> Result<(), RunFailure> {
-    tracing::info!(job = %job_id, "the job recorded RUNNING was cancelled; running a new attempt");
-    let row = AuditRow::partition(&p.id, Status::Cancelled, attempt, job_id, fp, destination)
-        .ended_with(
-            "stopped",
-            "the job was cancelled before this run adopted it",
-        );
-    Ok(cp.record(&row).await?)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn record_failure(
-    ctx: &RunContext,
-    cp: &Checkpoints,
-    p: &Partition,
-    job_id: &str,
-    attempt: u32,
-    fp: &str,
-    destination: &str,
-    reason: &str,
-    message: &str,
-    retryable: bool,
-    will_retry: bool,
-) -> Result<(), RunFailure> {
-    let row = AuditRow::partition(&p.id, Status::Failed, attempt, job_id, fp, destination)
-        .ended_with(reason, message);
-    cp.record(&row).await?;
-    tracing::warn!(job = %job_id, "partition {} failed ({reason}): {message}", p.id);
-    ctx.emitter.emit(Event::PartitionFailed {
-        partition: p.id.clone(),
-        bq_job_id: Some(job_id.to_string()),
-        attempt,
-        reason: reason.to_string(),
-        message: message.to_string(),
-        retryable,
-        will_retry,
-    });
-    Ok(())
-}
-
-/// Cancel the in-flight job, within a bounded time (the orchestrator's
-/// SIGKILL follows SIGTERM within seconds), and record CANCELLED only once
-/// BigQuery shows the job ended without success: a cancel is a request, and
-/// a job that may still be writing must stay RUNNING in the audit log so
-/// that the next run waits for it (or adopts it) instead of writing beside it.
-async fn cancel_in_flight(
-    ctx: &RunContext,
-    cp: &Checkpoints,
-    p: &Partition,
-    job_id: &str,
-    attempt: u32,
-    fp: &str,
-    destination: &str,
-) {
-    let until = tokio::time::Instant::now() + CANCEL_CONFIRM_BUDGET;
-    match tokio::time::timeout_at(until, ctx.bq.cancel_job(job_id)).await {
-        Ok(Ok(())) => tracing::info!(job = %job_id, "asked BigQuery to cancel the in-flight job"),
-        Ok(Err(e)) => tracing::warn!(job = %job_id, "could not cancel the in-flight job: {e}"),
-        Err(_) => tracing::warn!(job = %job_id, "cancelling the in-flight job timed out"),
-    }
-    let ended = tokio::time::timeout_at(until, async {
-        loop {
-            match ctx.bq.get_job(job_id).await {
-                Ok(Some(info)) if info.state == JobState::Done => return Some(info),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(job = %job_id, "checking the cancelled job: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .ok()
-    .flatten();
-    let confirmed = match &ended {
-        Some(info) => match &info.error {
-            Some(err) => {
-                let row =
-                    AuditRow::partition(&p.id, Status::Cancelled, attempt, job_id, fp, destination)
-                        .ended_with(&err.reason, "cancelled by signal");
-                match tokio::time::timeout(CLEANUP_STEP, cp.record(&row)).await {
-                    Ok(Ok(())) => true,
-                    Ok(Err(e)) => {
-                        tracing::warn!(
-                            "could not record CANCELLED: {e}; the next run adopts the job"
-                        );
-                        false
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            "recording CANCELLED timed out; the next run adopts the job"
-                        );
-                        false
-                    }
-                }
-            }
-            None => {
-                tracing::warn!(job = %job_id, "the job finished before the cancel took effect; the next run records it SUCCEEDED without rerunning it");
-                false
-            }
-        },
-        None => {
-            tracing::warn!(job = %job_id, "BigQuery has not confirmed the cancel yet; the partition stays RUNNING and the next run waits for the job");
-            false
-        }
-    };
-    ctx.emitter.emit(Event::PartitionCancelled {
-        partition: p.id.clone(),
-        bq_job_id: job_id.to_string(),
-        confirmed,
-    });
 }
 
 /// States by partition, for `plan` and `status`.

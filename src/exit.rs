@@ -39,6 +39,70 @@ pub const CANCELLED_SIGINT: i32 = 130;
 /// Cancelled by SIGTERM (128 + 15).
 pub const CANCELLED_SIGTERM: i32 = 143;
 
+/// Why a run or command stopped with an error: each kind has its exit code
+/// and its `run_finished.error.kind` string, so neither is derived twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Usage,
+    InvalidDescriptor,
+    NoInput,
+    Unavailable,
+    Internal,
+    Locked,
+    Permission,
+    Config,
+}
+
+impl ErrorKind {
+    /// Every kind, for the tests that keep the table and the README in step.
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Usage,
+        ErrorKind::InvalidDescriptor,
+        ErrorKind::NoInput,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+        ErrorKind::Locked,
+        ErrorKind::Permission,
+        ErrorKind::Config,
+    ];
+
+    /// The documented exit code.
+    pub const fn code(self) -> i32 {
+        match self {
+            ErrorKind::Usage => USAGE,
+            ErrorKind::InvalidDescriptor => INVALID_DESCRIPTOR,
+            ErrorKind::NoInput => NO_INPUT,
+            ErrorKind::Unavailable => UNAVAILABLE,
+            ErrorKind::Internal => INTERNAL,
+            ErrorKind::Locked => LOCKED,
+            ErrorKind::Permission => PERMISSION,
+            ErrorKind::Config => CONFIG,
+        }
+    }
+
+    /// `run_finished.error.kind`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Usage => "usage",
+            ErrorKind::InvalidDescriptor => "invalid_descriptor",
+            ErrorKind::NoInput => "no_input",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Locked => "locked",
+            ErrorKind::Permission => "permission",
+            ErrorKind::Config => "config",
+        }
+    }
+
+    /// The documented meaning (the same words as [`TABLE`]).
+    pub fn meaning(self) -> &'static str {
+        TABLE
+            .iter()
+            .find(|(code, _)| *code == self.code())
+            .map_or("", |(_, m)| m)
+    }
+}
+
 /// All codes with a one-line meaning, for `--help` and the README test.
 pub const TABLE: &[(i32, &str)] = &[
     (OK, "all partitions succeeded or were already done"),
@@ -67,3 +131,24 @@ pub const TABLE: &[(i32, &str)] = &[
     (CANCELLED_SIGINT, "cancelled by SIGINT"),
     (CANCELLED_SIGTERM, "cancelled by SIGTERM"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_a_distinct_documented_code_and_name() {
+        let mut codes: Vec<i32> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+        let mut names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        for k in ErrorKind::ALL {
+            assert!(!k.meaning().is_empty(), "{k:?} is not in TABLE");
+            assert_ne!(k.code(), 99, "99 is Airflow's skip code");
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(codes.len(), ErrorKind::ALL.len());
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
+}

@@ -16,7 +16,7 @@ use crate::engine::checkpoint::Checkpoints;
 use crate::engine::failure::RunFailure;
 use crate::engine::preflight;
 use crate::engine::runner::{self, RunContext, RunOutcome};
-use crate::exit;
+use crate::exit::{self, ErrorKind};
 use crate::output::events::{Emitter, Event, EventSink, JsonLinesSink, RunError, RunStatus};
 use crate::planning::decision::{self, Decision};
 use crate::planning::fingerprint;
@@ -70,11 +70,6 @@ where
             let _ = writeln!(stderr.lock(), "error: {e}");
             let _ = stderr.lock().flush();
             if command == Command::Run {
-                let kind = if e.exit_code() == exit::NO_INPUT {
-                    "no_input"
-                } else {
-                    "invalid_descriptor"
-                };
                 let first = e.to_json().get(0).cloned().unwrap_or_default();
                 let message = first["message"]
                     .as_str()
@@ -87,11 +82,9 @@ where
                     format!("{field}: {message}")
                 };
                 finish_invalid(
-                    "",
-                    kind,
+                    e.kind(),
                     &message,
                     first["hint"].as_str(),
-                    e.exit_code(),
                     Box::new(io::stdout()),
                 );
             }
@@ -246,16 +239,16 @@ async fn run_guarded(ctx: RunContext, total: usize) -> RunOutcome {
                     .unwrap_or_else(|| "a panic".into()),
                 Err(e) => e.to_string(),
             };
-            let error = RunError {
-                kind: "internal".into(),
-                message: format!("internal error: {what}"),
-                hint: Some(
+            let error = RunError::new(
+                ErrorKind::Internal,
+                format!("internal error: {what}"),
+                Some(
                     "this is a bug in bq-backfill: please report it with the log. \
                      The audit log keeps any in-flight partition RUNNING; the next run adopts it"
                         .into(),
                 ),
-            };
-            RunOutcome::not_started(RunStatus::Error, exit::INTERNAL, total, error)
+            );
+            RunOutcome::not_started(RunStatus::Error, ErrorKind::Internal.code(), total, error)
         }
     }
 }
@@ -286,24 +279,18 @@ fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant) {
 /// `run` with a descriptor that could not be loaded: the error on stderr,
 /// then a `run_finished` line so the orchestrator's last line is still JSON.
 pub fn finish_invalid(
-    job: &str,
-    kind: &str,
+    kind: ErrorKind,
     message: &str,
     hint: Option<&str>,
-    code: i32,
     stdout: Box<dyn Write + Send>,
 ) {
     let emitter = Emitter::new(
         &new_run_id(),
-        job,
+        "",
         vec![Box::new(JsonLinesSink::new(stdout))],
     );
-    let error = RunError {
-        kind: kind.into(),
-        message: message.into(),
-        hint: hint.map(Into::into),
-    };
-    let o = RunOutcome::not_started(RunStatus::Error, code, 0, error);
+    let error = RunError::new(kind, message.into(), hint.map(Into::into));
+    let o = RunOutcome::not_started(RunStatus::Error, kind.code(), 0, error);
     crate::output::logging::close();
     emitter.emit(o.finished_event(std::time::Duration::ZERO));
 }

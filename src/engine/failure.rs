@@ -4,7 +4,7 @@
 use crate::bq::BqError;
 use crate::engine::checkpoint::CheckpointError;
 use crate::engine::lease::LeaseError;
-use crate::exit;
+use crate::exit::ErrorKind;
 use crate::output::events::{RunError, RunStatus};
 
 /// A failure that stops the run before or between partitions.
@@ -24,34 +24,37 @@ pub enum RunFailure {
 }
 
 impl RunFailure {
-    /// The documented exit code for this failure.
-    pub fn exit_code(&self) -> i32 {
+    /// What kind of failure this is: its exit code and its name.
+    pub fn kind(&self) -> ErrorKind {
         let api = match self {
-            RunFailure::Config { .. } => return exit::CONFIG,
+            RunFailure::Config { .. } => return ErrorKind::Config,
             RunFailure::Lease(LeaseError::Held { .. })
-            | RunFailure::Lease(LeaseError::Lost { .. }) => {
-                return exit::LOCKED;
-            }
+            | RunFailure::Lease(LeaseError::Lost { .. }) => return ErrorKind::Locked,
             RunFailure::Lease(LeaseError::Checkpoint(c)) | RunFailure::Checkpoint(c) => {
                 match c.bq() {
                     Some(e) => e,
-                    None => return exit::CONFIG,
+                    None => return ErrorKind::Config,
                 }
             }
             RunFailure::Api(e) => e,
         };
         if api.is_permission() {
-            exit::PERMISSION
+            ErrorKind::Permission
         } else if api.is_transient() {
-            exit::UNAVAILABLE
+            ErrorKind::Unavailable
         } else {
-            exit::CONFIG
+            ErrorKind::Config
         }
+    }
+
+    /// The documented exit code for this failure.
+    pub fn exit_code(&self) -> i32 {
+        self.kind().code()
     }
 
     /// How a run stopped by this failure ended.
     pub fn run_status(&self) -> RunStatus {
-        if self.exit_code() == exit::LOCKED {
+        if self.kind() == ErrorKind::Locked {
             RunStatus::Locked
         } else {
             RunStatus::Error
@@ -59,14 +62,7 @@ impl RunFailure {
     }
 
     pub fn to_run_error(&self) -> RunError {
-        let code = self.exit_code();
-        let kind = match code {
-            exit::CONFIG => "config",
-            exit::LOCKED => "locked",
-            exit::PERMISSION => "permission",
-            exit::UNAVAILABLE => "unavailable",
-            _ => "internal",
-        };
+        let kind = self.kind();
         let hint = match self {
             RunFailure::Config { hint, .. } => hint.clone(),
             RunFailure::Lease(LeaseError::Held { .. }) => Some(
@@ -80,14 +76,10 @@ impl RunFailure {
             RunFailure::Checkpoint(CheckpointError::MissingDataset { project, dataset }) => Some(format!(
                 "create the dataset first, e.g. `bq mk --dataset {project}:{dataset}`, or point checkpoint.table elsewhere"
             )),
-            _ if code == exit::UNAVAILABLE => Some("BigQuery kept failing transiently; run again later (finished partitions are skipped)".into()),
-            _ if code == exit::PERMISSION => Some("check the credentials and that they may run jobs and write both tables".into()),
+            _ if kind == ErrorKind::Unavailable => Some("BigQuery kept failing transiently; run again later (finished partitions are skipped)".into()),
+            _ if kind == ErrorKind::Permission => Some("check the credentials and that they may run jobs and write both tables".into()),
             _ => None,
         };
-        RunError {
-            kind: kind.into(),
-            message: self.to_string(),
-            hint,
-        }
+        RunError::new(kind, self.to_string(), hint)
     }
 }

@@ -79,6 +79,17 @@ pub struct RunError {
     pub hint: Option<String>,
 }
 
+impl RunError {
+    /// The error of a run that stopped for `kind` (its name is the wire `kind`).
+    pub fn new(kind: crate::exit::ErrorKind, message: String, hint: Option<String>) -> RunError {
+        RunError {
+            kind: kind.as_str().into(),
+            message,
+            hint,
+        }
+    }
+}
+
 /// Every kind of event, tagged by `event`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -9,7 +9,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use crate::exit;
+use crate::exit::ErrorKind;
 use crate::task::descriptor::MAX_DESCRIPTOR_BYTES;
 
 const REDIRECT_HINT: &str = "pass the descriptor with a redirect (`bq-backfill run < task.json`) or with `--task task.json`";
@@ -63,12 +63,17 @@ impl InputError {
         }
     }
 
+    /// What kind of error this is (its exit code and name).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            InputError::TooLarge { .. } => ErrorKind::InvalidDescriptor,
+            _ => ErrorKind::NoInput,
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            InputError::TooLarge { .. } => exit::INVALID_DESCRIPTOR,
-            _ => exit::NO_INPUT,
-        }
+        self.kind().code()
     }
 }
 
@@ -158,6 +163,7 @@ pub fn read_descriptor<R: Read + AsFd>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit;
     use std::io::{Seek, Write};
     use std::os::unix::net::UnixStream;
 

@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 use serde_json::json;
 
 use crate::exit;
+use crate::exit::ErrorKind;
 use crate::planning::fingerprint::fingerprint;
 use crate::planning::partition;
 use crate::task::cli::Cli;
@@ -30,9 +31,14 @@ impl LoadError {
     /// The process exit code: 66 when no descriptor could be read, 65 when
     /// it is invalid (including larger than 1 MiB).
     pub fn exit_code(&self) -> i32 {
+        self.kind().code()
+    }
+
+    /// What kind of error this is (its exit code and name).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            LoadError::Input(e) => e.exit_code(),
-            LoadError::Descriptor(_) => exit::INVALID_DESCRIPTOR,
+            LoadError::Input(e) => e.kind(),
+            LoadError::Descriptor(_) => ErrorKind::InvalidDescriptor,
         }
     }
 

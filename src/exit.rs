@@ -23,7 +23,8 @@ pub const UNAVAILABLE: i32 = 69;
 pub const INTERNAL: i32 = 70;
 /// Another run of the same job holds the run lease; nothing was written.
 /// Wait for it to finish (or its lease to expire), or use `--force-unlock`
-/// if you know it is dead.
+/// if you know it is dead. Also: another run took the lease over from this
+/// one (`--force-unlock`); this run stopped and left its work to that run.
 pub const LOCKED: i32 = 73;
 /// The time budget (`max_runtime_seconds` / `--max-runtime`) was spent:
 /// the run stopped cleanly between partitions with work left. Run again.
@@ -121,7 +122,10 @@ pub const TABLE: &[(i32, &str)] = &[
     ),
     (UNAVAILABLE, "BigQuery unavailable after retries"),
     (INTERNAL, "internal error (a bug)"),
-    (LOCKED, "another run of this job holds the lease"),
+    (
+        LOCKED,
+        "another run of this job holds the lease, or took it over from this run",
+    ),
     (
         INCOMPLETE,
         "time budget spent; partitions left pending, run again",

@@ -44,6 +44,7 @@ use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_reference::TableReference;
 use gcp_bigquery_client::model::table_schema::TableSchema;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
+use gcp_bigquery_client::model::view_definition::ViewDefinition;
 use reqwest::{Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -425,6 +426,9 @@ pub struct NewTable {
     pub partition_day_field: Option<String>,
     pub clustering: Vec<String>,
     pub description: Option<String>,
+    /// A logical view over this GoogleSQL query instead of a table (the
+    /// schema is then BigQuery's to derive).
+    pub view_query: Option<String>,
 }
 
 /// A named query parameter (`@name` in GoogleSQL).
@@ -684,7 +688,16 @@ impl BigQuery {
     /// `tables.insert`; `Ok(false)` if the table already exists (also when
     /// an earlier attempt of this call created it and its answer was lost).
     pub async fn create_table(&self, t: &TableRef, spec: &NewTable) -> Result<bool, BqError> {
-        let body = table_model(t, spec)?;
+        let mut body =
+            serde_json::to_value(table_model(t, spec)?).map_err(|e| BqError::Invalid {
+                message: format!("cannot encode the tables.insert request: {e}"),
+            })?;
+        if spec.view_query.is_some()
+            && let Some(fields) = body.as_object_mut()
+        {
+            // A view's schema is derived from its query.
+            fields.remove("schema");
+        }
         let path = ["projects", &t.project, "datasets", &t.dataset, "tables"];
         let call = Call::new("tables.insert", Method::POST, &path).json(&body)?;
         match self.execute(&call).await {
@@ -1274,6 +1287,11 @@ fn table_model(t: &TableRef, spec: &NewTable) -> Result<Table, BqError> {
             fields: Some(spec.clustering.clone()),
         }),
         description: spec.description.clone(),
+        view: spec.view_query.as_ref().map(|q| ViewDefinition {
+            query: q.clone(),
+            use_legacy_sql: Some(false),
+            user_defined_function_resources: None,
+        }),
         ..Default::default()
     })
 }

@@ -953,6 +953,7 @@ async fn create_table_and_dataset() {
         partition_day_field: Some("at".into()),
         clustering: vec!["job".into()],
         description: Some("audit log".into()),
+        view_query: None,
     };
     assert!(bq.create_table(&table_ref(), &spec).await.unwrap());
     assert!(!bq.create_table(&table_ref(), &spec).await.unwrap());
@@ -980,6 +981,24 @@ async fn create_table_and_dataset() {
     assert_eq!(
         requests[2].json(),
         json!({"datasetReference": {"projectId": "proj", "datasetId": "ds"}, "location": "EU"})
+    );
+}
+
+#[tokio::test]
+async fn a_view_is_created_with_its_standard_sql_query_and_no_schema() {
+    let server = Server::start(vec![Reply::Json(200, json!({"kind": "bigquery#table"}))]).await;
+    let bq = server.client().await;
+    let spec = NewTable {
+        view_query: Some("SELECT 1 AS x".into()),
+        ..Default::default()
+    };
+    assert!(bq.create_table(&table_ref(), &spec).await.unwrap());
+    assert_eq!(
+        server.requests()[0].json(),
+        json!({
+            "tableReference": {"projectId": "proj", "datasetId": "ds", "tableId": "t"},
+            "view": {"query": "SELECT 1 AS x", "useLegacySql": false},
+        })
     );
 }
 

@@ -9,17 +9,19 @@
 //! partitions per status, and partitions attempted but never succeeded.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::bq::{BigQuery, BqError, FieldSpec, NewTable, QueryParam, QueryResult, TableMeta};
+use crate::bq::{BigQuery, BqError, FieldSpec, NewTable, QueryParam, QueryResult};
+use crate::engine::append::{AppendLog, ts};
 use crate::task::settings::TableRef;
 
 /// Version of the audit record format written by this build.
-pub const RECORD_VERSION: i64 = 1;
+/// 2: lease rows moved to their own table (`<audit table>_lease`); every
+/// audit row is one partition's state change.
+pub const RECORD_VERSION: i64 = 2;
 
 /// A partition's state as recorded in the audit table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,10 +31,6 @@ pub enum Status {
     Succeeded,
     Failed,
     Cancelled,
-    /// Lease rows (partition_id NULL): the run holds or renewed the lease.
-    LeaseHeld,
-    /// Lease rows: the run gave the lease up.
-    LeaseReleased,
 }
 
 impl Status {
@@ -42,8 +40,6 @@ impl Status {
             Status::Succeeded => "SUCCEEDED",
             Status::Failed => "FAILED",
             Status::Cancelled => "CANCELLED",
-            Status::LeaseHeld => "LEASE_HELD",
-            Status::LeaseReleased => "LEASE_RELEASED",
         }
     }
 
@@ -53,8 +49,6 @@ impl Status {
             "SUCCEEDED" => Status::Succeeded,
             "FAILED" => Status::Failed,
             "CANCELLED" => Status::Cancelled,
-            "LEASE_HELD" => Status::LeaseHeld,
-            "LEASE_RELEASED" => Status::LeaseReleased,
             _ => return None,
         })
     }
@@ -76,8 +70,6 @@ pub struct AuditRow {
     pub bytes_billed: Option<i64>,
     pub error_reason: Option<String>,
     pub error_message: Option<String>,
-    pub lease_generation: Option<i64>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl AuditRow {
@@ -168,8 +160,6 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
     ("error_message", "STRING", "NULLABLE"),
     ("tool_version", "STRING", "NULLABLE"),
     ("recorded_at", "TIMESTAMP", "REQUIRED"),
-    ("lease_generation", "INT64", "NULLABLE"),
-    ("lease_expires_at", "TIMESTAMP", "NULLABLE"),
 ];
 
 /// The table definition used when the audit table is missing: partitioned
@@ -189,144 +179,67 @@ pub fn table_spec() -> NewTable {
         description: Some(format!(
             "bq-backfill audit log (record_version {RECORD_VERSION}): one row per partition state change"
         )),
+        view_query: None,
     }
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// The audit log of one backfill job, as seen by one run.
 pub struct Checkpoints {
-    bq: BigQuery,
-    table: TableRef,
+    log: AppendLog,
     job: String,
-    run_id: String,
-    /// Strictly increasing `recorded_at` within this run, so "latest row"
-    /// never ties even when two rows land in the same microsecond.
-    last_recorded: Mutex<DateTime<Utc>>,
-    seq: Mutex<u64>,
 }
 
 impl Checkpoints {
     pub fn new(bq: BigQuery, table: TableRef, job: &str, run_id: &str) -> Self {
         Checkpoints {
-            bq,
-            table,
+            log: AppendLog::new(bq, table, run_id, COLUMNS),
             job: job.to_string(),
-            run_id: run_id.to_string(),
-            last_recorded: Mutex::new(DateTime::<Utc>::MIN_UTC),
-            seq: Mutex::new(0),
         }
     }
 
     pub fn table(&self) -> &TableRef {
-        &self.table
-    }
-
-    fn api(&self, source: BqError) -> CheckpointError {
-        CheckpointError::Api {
-            table: self.table.to_string(),
-            source,
-        }
-    }
-
-    /// The audit table's metadata, if it exists (checking it has our columns).
-    async fn meta(&self) -> Result<Option<TableMeta>, CheckpointError> {
-        let Some(meta) = self
-            .bq
-            .get_table(&self.table)
-            .await
-            .map_err(|e| self.api(e))?
-        else {
-            return Ok(None);
-        };
-        let missing: Vec<&str> = COLUMNS
-            .iter()
-            .map(|c| c.0)
-            .filter(|c| !meta.schema.iter().any(|(n, _)| n == c))
-            .collect();
-        if missing.is_empty() {
-            Ok(Some(meta))
-        } else {
-            Err(CheckpointError::Shape {
-                table: self.table.to_string(),
-                message: format!("missing columns {}", missing.join(", ")),
-            })
-        }
+        self.log.table()
     }
 
     /// Whether the audit table exists (and has our columns).
     pub async fn exists(&self) -> Result<bool, CheckpointError> {
-        Ok(self.meta().await?.is_some())
+        Ok(self.log.meta().await?.is_some())
     }
 
-    /// Create the audit table if it is missing, and return its incarnation:
-    /// its creation time, which changes when the table is dropped and
-    /// recreated, so lease claim IDs of an earlier incarnation never collide.
-    /// The dataset must exist: creating datasets (and choosing their
-    /// location) is the operator's call.
-    pub async fn ensure_table(&self) -> Result<String, CheckpointError> {
-        let meta = match self.meta().await? {
-            Some(meta) => meta,
-            None => {
-                match self.bq.create_table(&self.table, &table_spec()).await {
-                    Ok(_) => {}
-                    Err(e) if e.reason() == "notFound" => {
-                        return Err(CheckpointError::MissingDataset {
-                            project: self.table.project.clone(),
-                            dataset: self.table.dataset.clone(),
-                        });
-                    }
-                    Err(e) => return Err(self.api(e)),
-                }
-                // Read back for the creation time (also when a concurrent
-                // runner created it first).
-                self.meta().await?.ok_or_else(|| CheckpointError::Shape {
-                    table: self.table.to_string(),
-                    message: "created but not found".into(),
-                })?
-            }
-        };
-        Ok(meta
-            .creation_time
-            .map_or_else(|| "0".into(), |c| c.to_string()))
-    }
-
-    fn next_recorded_at(&self) -> DateTime<Utc> {
-        let mut last = self.last_recorded.lock().unwrap_or_else(|e| e.into_inner());
-        let mut now = Utc::now();
-        if now <= *last {
-            now = *last + chrono::Duration::microseconds(1);
+    /// Create the audit table if it is missing, and beside it the view
+    /// `<audit table>_latest` (one row per job and partition: its latest
+    /// state), the one operators query.
+    pub async fn ensure_table(&self) -> Result<(), CheckpointError> {
+        self.log.ensure(&table_spec()).await?;
+        let view = latest_view(self.table());
+        if self
+            .log
+            .bq()
+            .get_table(&view)
+            .await
+            .map_err(|e| self.log.api(e))?
+            .is_none()
+        {
+            self.log
+                .create(&view, &latest_view_spec(self.table()))
+                .await?;
         }
-        *last = now;
-        now
+        Ok(())
     }
 
     /// Append one row. The insertId is derived from the run and a sequence
     /// number, so a retried insertAll is de-duplicated by BigQuery.
     pub async fn record(&self, row: &AuditRow) -> Result<(), CheckpointError> {
-        let recorded_at = self.next_recorded_at();
-        let seq = {
-            let mut s = self.seq.lock().unwrap_or_else(|e| e.into_inner());
-            *s += 1;
-            *s
-        };
-        let insert_id = format!("{}-{}", self.run_id, seq);
-        let value = self.row_json(row, recorded_at);
-        self.bq
-            .insert_rows(&self.table, &[(insert_id, value)])
-            .await
-            .map_err(|e| self.api(e))
+        self.log.append(self.row_json(row)).await
     }
 
-    fn row_json(&self, r: &AuditRow, recorded_at: DateTime<Utc>) -> Value {
-        json!({
+    fn row_json(&self, r: &AuditRow) -> serde_json::Map<String, Value> {
+        let Value::Object(row) = json!({
             "record_version": RECORD_VERSION,
             "job": self.job,
             "partition_id": r.partition_id,
             "status": r.status.map(Status::as_str),
-            "run_id": self.run_id,
+            "run_id": self.log.run_id(),
             "attempt": r.attempt,
             "bq_job_id": r.bq_job_id,
             "fingerprint": r.fingerprint,
@@ -339,41 +252,60 @@ impl Checkpoints {
             "error_reason": r.error_reason,
             "error_message": r.error_message,
             "tool_version": env!("CARGO_PKG_VERSION"),
-            "recorded_at": ts(recorded_at),
-            "lease_generation": r.lease_generation,
-            "lease_expires_at": r.lease_expires_at.map(ts),
-        })
+        }) else {
+            unreachable!("a JSON object literal")
+        };
+        row
     }
 
     /// The latest state of every partition of this job, in ONE query.
     pub async fn latest_states(&self) -> Result<HashMap<String, PartitionState>, CheckpointError> {
-        let sql = latest_states_sql(&self.table);
+        let sql = latest_states_sql(self.table());
         let res = self
-            .bq
+            .log
             .query(&sql, &[QueryParam::string("job", &self.job)])
-            .await
-            .map_err(|e| self.api(e))?;
+            .await?;
         parse_states(&res).map_err(|message| CheckpointError::Shape {
-            table: self.table.to_string(),
+            table: self.table().to_string(),
             message,
         })
     }
+}
 
-    /// Run a query against the audit table (used by the lease).
-    pub(crate) async fn query(
-        &self,
-        sql: &str,
-        params: &[QueryParam],
-    ) -> Result<QueryResult, CheckpointError> {
-        self.bq.query(sql, params).await.map_err(|e| self.api(e))
+/// The view beside the audit table: `<audit table>_latest`.
+pub fn latest_view(audit: &TableRef) -> TableRef {
+    TableRef {
+        table: format!("{}_latest", audit.table),
+        ..audit.clone()
     }
+}
 
-    pub(crate) fn job(&self) -> &str {
-        &self.job
-    }
+/// One row per (job, partition_id): its latest status, attempt, BigQuery
+/// job ID, error and time, with `attempts` the highest attempt number.
+/// Rows without a partition (lease rows of record_version 1) are left out.
+pub fn latest_view_sql(audit: &TableRef) -> String {
+    format!(
+        "SELECT job, partition_id, status, attempt, attempts, bq_job_id, run_id, fingerprint, \
+                rows_written, error_reason, error_message, recorded_at \
+         FROM (\
+           SELECT job, partition_id, status, attempt, bq_job_id, run_id, fingerprint, rows_written, \
+                  error_reason, error_message, recorded_at, \
+                  MAX(attempt) OVER (PARTITION BY job, partition_id) AS attempts, \
+                  ROW_NUMBER() OVER (PARTITION BY job, partition_id ORDER BY recorded_at DESC) AS rn \
+           FROM {} WHERE partition_id IS NOT NULL\
+         ) AS latest \
+         WHERE rn = 1",
+        table_path(audit)
+    )
+}
 
-    pub(crate) fn run_id(&self) -> &str {
-        &self.run_id
+fn latest_view_spec(audit: &TableRef) -> NewTable {
+    NewTable {
+        view_query: Some(latest_view_sql(audit)),
+        description: Some(format!(
+            "bq-backfill: the latest state of every partition in {audit}"
+        )),
+        ..Default::default()
     }
 }
 

@@ -1,9 +1,10 @@
 //! The run lease: keeps two runners off one backfill job.
 //!
 //! An orchestrator retry overlapping a zombie, or two people starting the same
-//! job, must never write one partition concurrently. Lease rows live in the
-//! audit table (partition_id NULL, status LEASE_HELD / LEASE_RELEASED, with a
-//! generation number and an expiry renewed by a heartbeat).
+//! job, must never write one partition concurrently. Lease rows live in their
+//! own append-only table beside the audit table, `<audit table>_lease`
+//! (status HELD / RELEASED, a generation number and an expiry renewed by a
+//! heartbeat), so that every audit row is one partition's state change.
 //!
 //! Appending rows is not a compare-and-set, so claiming generation N+1 is
 //! made atomic by BigQuery itself: the claimant inserts a trivial query job
@@ -21,11 +22,122 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bq::{BigQuery, InsertOutcome, QueryParam};
-use crate::engine::checkpoint::{
-    AuditRow, CheckpointError, Checkpoints, Status, parse_timestamp_cell, table_path,
-};
+use crate::bq::{BigQuery, FieldSpec, InsertOutcome, NewTable, QueryParam};
+use crate::engine::append::{AppendLog, ts};
+use crate::engine::checkpoint::{CheckpointError, parse_timestamp_cell, table_path};
 use crate::planning::strategy::{LABEL_RUN, job_labels};
+use crate::task::settings::TableRef;
+
+/// Version of the lease record format written by this build.
+pub const LEASE_RECORD_VERSION: i64 = 1;
+
+/// The lease table's columns, in order: (name, type, mode).
+pub const LEASE_COLUMNS: &[(&str, &str, &str)] = &[
+    ("record_version", "INT64", "REQUIRED"),
+    ("job", "STRING", "REQUIRED"),
+    ("run_id", "STRING", "REQUIRED"),
+    ("status", "STRING", "REQUIRED"),
+    ("generation", "INT64", "REQUIRED"),
+    ("expires_at", "TIMESTAMP", "REQUIRED"),
+    ("tool_version", "STRING", "NULLABLE"),
+    ("recorded_at", "TIMESTAMP", "REQUIRED"),
+];
+
+/// The lease table beside the audit table: `<audit table>_lease`.
+pub fn lease_table(audit: &TableRef) -> TableRef {
+    TableRef {
+        table: format!("{}_lease", audit.table),
+        ..audit.clone()
+    }
+}
+
+/// The definition used when the lease table is missing.
+fn lease_table_spec() -> NewTable {
+    NewTable {
+        schema: LEASE_COLUMNS
+            .iter()
+            .map(|(name, ty, mode)| FieldSpec {
+                name: name.to_string(),
+                field_type: ty.to_string(),
+                mode: mode.to_string(),
+            })
+            .collect(),
+        partition_day_field: Some("recorded_at".into()),
+        clustering: vec!["job".into()],
+        description: Some(format!(
+            "bq-backfill run leases (record_version {LEASE_RECORD_VERSION}): who may write a backfill job's partitions"
+        )),
+        view_query: None,
+    }
+}
+
+/// A lease row's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// The run holds (or renewed) the lease.
+    Held,
+    /// The run gave the lease up.
+    Released,
+}
+
+impl LeaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseStatus::Held => "HELD",
+            LeaseStatus::Released => "RELEASED",
+        }
+    }
+}
+
+/// The lease rows of one backfill job, as seen by one run.
+pub struct LeaseLog {
+    log: AppendLog,
+    job: String,
+}
+
+impl LeaseLog {
+    pub fn new(bq: BigQuery, audit: &TableRef, job: &str, run_id: &str) -> Self {
+        LeaseLog {
+            log: AppendLog::new(bq, lease_table(audit), run_id, LEASE_COLUMNS),
+            job: job.to_string(),
+        }
+    }
+
+    /// Create the lease table if missing; returns its incarnation (creation
+    /// time), so claim IDs of an earlier incarnation never collide.
+    pub async fn ensure(&self) -> Result<String, CheckpointError> {
+        self.log.ensure(&lease_table_spec()).await
+    }
+
+    fn job(&self) -> &str {
+        &self.job
+    }
+
+    fn run_id(&self) -> &str {
+        self.log.run_id()
+    }
+
+    fn table(&self) -> &TableRef {
+        self.log.table()
+    }
+
+    async fn record(
+        &self,
+        status: LeaseStatus,
+        generation: i64,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), CheckpointError> {
+        let mut row = serde_json::Map::new();
+        row.insert("record_version".into(), LEASE_RECORD_VERSION.into());
+        row.insert("job".into(), self.job.clone().into());
+        row.insert("run_id".into(), self.run_id().into());
+        row.insert("status".into(), status.as_str().into());
+        row.insert("generation".into(), generation.into());
+        row.insert("expires_at".into(), ts(expires_at).into());
+        row.insert("tool_version".into(), env!("CARGO_PKG_VERSION").into());
+        self.log.append(row).await
+    }
+}
 
 /// Why the lease could not be taken or kept.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +163,7 @@ pub enum LeaseError {
 #[derive(Debug, Clone)]
 pub struct LeaseRow {
     pub run_id: String,
-    pub status: Status,
+    pub status: LeaseStatus,
     pub generation: i64,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -59,19 +171,20 @@ pub struct LeaseRow {
 impl LeaseRow {
     /// Held by someone, and not expired at `now`.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.status == Status::LeaseHeld && self.expires_at.is_some_and(|e| e > now)
+        self.status == LeaseStatus::Held && self.expires_at.is_some_and(|e| e > now)
     }
 }
 
 /// Read the job's latest lease row (highest generation, then latest row).
-pub async fn current(cp: &Checkpoints) -> Result<Option<LeaseRow>, CheckpointError> {
+pub async fn current(cp: &LeaseLog) -> Result<Option<LeaseRow>, CheckpointError> {
     let sql = format!(
-        "SELECT run_id, status, lease_generation, lease_expires_at FROM {} \
-         WHERE job = @job AND partition_id IS NULL \
-         ORDER BY lease_generation DESC, recorded_at DESC LIMIT 1",
+        "SELECT run_id, status, generation, expires_at FROM {} \
+         WHERE job = @job \
+         ORDER BY generation DESC, recorded_at DESC LIMIT 1",
         table_path(cp.table())
     );
     let res = cp
+        .log
         .query(&sql, &[QueryParam::string("job", cp.job())])
         .await?;
     let Some(row) = res.rows.first() else {
@@ -85,21 +198,18 @@ pub async fn current(cp: &Checkpoints) -> Result<Option<LeaseRow>, CheckpointErr
     };
     Ok(Some(LeaseRow {
         run_id: get("run_id").unwrap_or_default(),
-        status: get("status")
-            .as_deref()
-            .and_then(Status::parse)
-            .unwrap_or(Status::LeaseReleased),
-        generation: get("lease_generation")
-            .and_then(|g| g.parse().ok())
-            .unwrap_or(0),
-        expires_at: get("lease_expires_at")
-            .as_deref()
-            .and_then(parse_timestamp_cell),
+        status: match get("status").as_deref() {
+            Some("HELD") => LeaseStatus::Held,
+            _ => LeaseStatus::Released,
+        },
+        generation: get("generation").and_then(|g| g.parse().ok()).unwrap_or(0),
+        expires_at: get("expires_at").as_deref().and_then(parse_timestamp_cell),
     }))
 }
 
 /// A held lease, renewed in the background until released.
 pub struct Lease {
+    log: Arc<LeaseLog>,
     generation: i64,
     job: String,
     state: Arc<LeaseState>,
@@ -134,12 +244,12 @@ impl Lease {
     /// Take the lease, or fail with [`LeaseError::Held`]. With `force`, take
     /// it over even from a live holder (the operator knows it is dead).
     pub async fn acquire(
-        bq: &BigQuery,
-        cp: Arc<Checkpoints>,
-        incarnation: &str,
+        cp: Arc<LeaseLog>,
         ttl: Duration,
         force: bool,
     ) -> Result<Lease, LeaseError> {
+        let incarnation = cp.ensure().await?;
+        let bq = cp.log.bq().clone();
         let now = Utc::now();
         let latest = current(&cp).await?;
         if let Some(row) = &latest {
@@ -172,7 +282,7 @@ impl Lease {
         let mut claimed_at;
         loop {
             claimed_at = Utc::now();
-            let claim = claim_job_id(cp.job(), incarnation, generation);
+            let claim = claim_job_id(cp.job(), &incarnation, generation);
             let outcome = bq
                 .insert_job(&claim, config.clone(), &labels)
                 .await
@@ -221,20 +331,15 @@ impl Lease {
         // abandoned, and `check` stops this run before its first partition.
         let expires_at =
             claimed_at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(180));
-        cp.record(&AuditRow {
-            status: Some(Status::LeaseHeld),
-            lease_generation: Some(generation),
-            lease_expires_at: Some(expires_at),
-            ..Default::default()
-        })
-        .await?;
+        cp.record(LeaseStatus::Held, generation, expires_at).await?;
         let state = Arc::new(LeaseState {
             expires_at: Mutex::new(expires_at),
             lost: CancellationToken::new(),
             taken_by: std::sync::Mutex::new(String::new()),
         });
-        let heartbeat = tokio::spawn(heartbeat(cp, state.clone(), generation, ttl));
+        let heartbeat = tokio::spawn(heartbeat(cp.clone(), state.clone(), generation, ttl));
         Ok(Lease {
+            log: cp,
             generation,
             job,
             state,
@@ -281,20 +386,17 @@ impl Lease {
     }
 
     /// Stop renewing and record the release (best effort within `timeout`).
-    pub async fn release(mut self, cp: &Checkpoints, timeout: Duration) {
+    pub async fn release(mut self, timeout: Duration) {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
         if self.state.lost.is_cancelled() {
             return;
         }
-        let row = AuditRow {
-            status: Some(Status::LeaseReleased),
-            lease_generation: Some(self.generation),
-            lease_expires_at: Some(Utc::now()),
-            ..Default::default()
-        };
-        match tokio::time::timeout(timeout, cp.record(&row)).await {
+        let released = self
+            .log
+            .record(LeaseStatus::Released, self.generation, Utc::now());
+        match tokio::time::timeout(timeout, released).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!("could not record the lease release: {e}; it expires on its own")
@@ -315,7 +417,7 @@ impl Drop for Lease {
 }
 
 /// Renew the lease every ttl/3; notice a takeover (a higher generation).
-async fn heartbeat(cp: Arc<Checkpoints>, state: Arc<LeaseState>, generation: i64, ttl: Duration) {
+async fn heartbeat(cp: Arc<LeaseLog>, state: Arc<LeaseState>, generation: i64, ttl: Duration) {
     let period = (ttl / 3).max(Duration::from_millis(200));
     // Reads in a row that did not show our lease row.
     let mut missing = 0;
@@ -334,24 +436,18 @@ async fn heartbeat(cp: Arc<Checkpoints>, state: Arc<LeaseState>, generation: i64
             // another run holds this generation: not ours any more. Twice in
             // a row, so that a streamed row not yet visible is no reason.
             Ok(_) if missing >= 1 => {
-                tracing::error!("this run's lease is no longer in the audit table; stopping");
+                tracing::error!("this run's lease is no longer in the lease table; stopping");
                 state.mark_lost("");
                 return;
             }
             Ok(_) => missing += 1,
             // A failed read must not stop the renewal: renewing blind is
             // harmless, letting the lease expire under a live run is not.
-            Err(e) => tracing::warn!("lease heartbeat could not read the audit table: {e}"),
+            Err(e) => tracing::warn!("lease heartbeat could not read the lease table: {e}"),
         }
         let expires_at =
             Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(180));
-        let row = AuditRow {
-            status: Some(Status::LeaseHeld),
-            lease_generation: Some(generation),
-            lease_expires_at: Some(expires_at),
-            ..Default::default()
-        };
-        match cp.record(&row).await {
+        match cp.record(LeaseStatus::Held, generation, expires_at).await {
             Ok(()) => *state.expires_at.lock().await = expires_at,
             Err(e) => tracing::warn!("lease heartbeat could not renew: {e}"),
         }
@@ -381,8 +477,8 @@ mod tests {
             generation: 1,
             expires_at: Some(now + chrono::Duration::seconds(secs)),
         };
-        assert!(row(Status::LeaseHeld, 10).is_live(now));
-        assert!(!row(Status::LeaseHeld, -1).is_live(now));
-        assert!(!row(Status::LeaseReleased, 10).is_live(now));
+        assert!(row(LeaseStatus::Held, 10).is_live(now));
+        assert!(!row(LeaseStatus::Held, -1).is_live(now));
+        assert!(!row(LeaseStatus::Released, 10).is_live(now));
     }
 }

@@ -1,6 +1,7 @@
 //! The engine: the run loop, one partition's attempt, the preflight checks,
 //! the audit log, the run lease and cancellation.
 
+pub mod append;
 pub mod attempt;
 pub mod cancel;
 pub mod checkpoint;

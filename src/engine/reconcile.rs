@@ -42,7 +42,7 @@ pub enum Reconcile {
 pub fn job_to_look_up(state: &PartitionState) -> Option<&str> {
     match state.status {
         Status::Running | Status::Cancelled => state.bq_job_id.as_deref(),
-        _ => None,
+        Status::Succeeded | Status::Failed => None,
     }
 }
 

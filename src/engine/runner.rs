@@ -12,7 +12,7 @@ use crate::engine::attempt::{self, PartitionResult, Slot, process_partition};
 use crate::engine::cancel::Cancel;
 use crate::engine::checkpoint::{Checkpoints, PartitionState};
 use crate::engine::failure::RunFailure;
-use crate::engine::lease::Lease;
+use crate::engine::lease::{Lease, LeaseLog};
 use crate::engine::preflight::preflight;
 use crate::exit;
 use crate::output::events::{Emitter, Event, RunError, RunStatus};
@@ -163,13 +163,13 @@ async fn run_inner(
         }
         None => plan,
     };
-    let cp = Arc::new(Checkpoints::new(
+    let cp = Checkpoints::new(
         ctx.bq.clone(),
         s.checkpoint_table.clone(),
         &s.job,
         &ctx.run_id,
-    ));
-    let incarnation = cp.ensure_table().await?;
+    );
+    cp.ensure_table().await?;
     // Nothing to do (the common re-run): no lease, no job, one query.
     let fp = fingerprint::fingerprint(s);
     let states = cp.latest_states().await?;
@@ -180,14 +180,8 @@ async fn run_inner(
         announce(ctx, plan, &states, &fp, tally);
         return Ok(());
     }
-    let lease = Lease::acquire(
-        &ctx.bq,
-        cp.clone(),
-        &incarnation,
-        s.lease.ttl,
-        ctx.force_unlock,
-    )
-    .await?;
+    let leases = LeaseLog::new(ctx.bq.clone(), &s.checkpoint_table, &s.job, &ctx.run_id);
+    let lease = Lease::acquire(Arc::new(leases), s.lease.ttl, ctx.force_unlock).await?;
     // Re-read under the lease: another run may have progressed meanwhile.
     let result = match cp.latest_states().await {
         // A run that lost its lease stops at once, wherever it is (waiting
@@ -219,7 +213,7 @@ async fn run_inner(
     } else {
         Duration::from_secs(5)
     };
-    lease.release(&cp, release_within).await;
+    lease.release(release_within).await;
     result
 }
 

@@ -39,7 +39,6 @@ pub fn decide(state: Option<&PartitionState>, fingerprint: &str) -> Decision {
             Status::Running => Decision::Run(RunReason::AdoptRunning),
             Status::Failed => Decision::Run(RunReason::PreviouslyFailed),
             Status::Cancelled => Decision::Run(RunReason::PreviouslyCancelled),
-            Status::LeaseHeld | Status::LeaseReleased => Decision::Run(RunReason::New),
         },
     }
 }

@@ -389,9 +389,10 @@ async fn an_adopted_job_that_ends_cancelled_is_replaced_not_failed() {
     assert_converged(&env, "2024-01-01", "2024-01-03");
 }
 
-/// The audit table is dropped while a killed run's job still runs: the next
-/// run meets that job's ID (409), waits for it to end instead of writing the
-/// partition beside it, then takes a new attempt number.
+/// The audit table (and the lease table beside it, else the killed run's
+/// live lease refuses the next run) is dropped while a killed run's job still
+/// runs: the next run meets that job's ID (409), waits for it to end instead
+/// of writing the partition beside it, then takes a new attempt number.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_audit_table_never_overlaps_a_job_still_running() {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
@@ -401,6 +402,8 @@ async fn a_recreated_audit_table_never_overlaps_a_job_still_running() {
     child.kill().unwrap();
     child.wait().unwrap();
     env.drop_table(demo::OPS_DATASET, AUDIT).await;
+    env.drop_table(demo::OPS_DATASET, &format!("{AUDIT}_lease"))
+        .await;
     env.normal_speed();
 
     let r = env.run(&d, &[]);

@@ -453,3 +453,27 @@ async fn a_destination_that_does_not_fit_is_refused_before_any_job() {
     assert_eq!(env.stat("jobs.insert"), 0, "nothing was submitted");
     assert_eq!(env.stat("tabledata.insertAll"), 0, "nothing was recorded");
 }
+
+/// Every audit row is one partition's state change; the lease lives in its
+/// own table beside it, and a view beside both answers "latest per partition".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_holds_partition_rows_only_and_the_lease_has_its_own_table() {
+    let env = Env::demo("2024-01-01", "2024-01-04").await;
+    let d = env.descriptor("2024-01-01", "2024-01-04", json!({}));
+    env.run(&d, &[]).expect_code(0);
+    let audit = env.rows(demo::OPS_DATASET, AUDIT);
+    assert_eq!(audit.len(), 6, "RUNNING and SUCCEEDED for 3 partitions");
+    for r in &audit {
+        assert!(!r["partition_id"].is_null(), "{r:?}");
+        assert!(
+            ["RUNNING", "SUCCEEDED"].contains(&s(&r["status"]).as_str()),
+            "{r:?}"
+        );
+        assert_eq!(s(&r["record_version"]), "2");
+    }
+    let lease = env.rows(demo::OPS_DATASET, &format!("{AUDIT}_lease"));
+    let statuses: Vec<String> = lease.iter().map(|r| s(&r["status"])).collect();
+    assert_eq!(statuses.first().map(String::as_str), Some("HELD"));
+    assert_eq!(statuses.last().map(String::as_str), Some("RELEASED"));
+    assert!(lease.iter().all(|r| s(&r["job"]) == "events_daily"));
+}

@@ -1,0 +1,169 @@
+//! An append-only BigQuery table written by one run: the mechanics the
+//! audit log and the lease log share.
+//!
+//! Append-only because rows in BigQuery's streaming buffer cannot be
+//! updated. Each row gets a strictly increasing `recorded_at` within the run
+//! (so "latest row" never ties) and an insertId from the run and a sequence
+//! number (so a retried insertAll is de-duplicated by BigQuery).
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::bq::{BigQuery, BqError, NewTable, QueryParam, QueryResult, TableMeta};
+use crate::engine::checkpoint::CheckpointError;
+use crate::task::settings::TableRef;
+
+/// One append-only table, as seen by one run.
+pub struct AppendLog {
+    bq: BigQuery,
+    table: TableRef,
+    run_id: String,
+    /// Columns the table must have: (name, type, mode).
+    columns: &'static [(&'static str, &'static str, &'static str)],
+    last_recorded: Mutex<DateTime<Utc>>,
+    seq: Mutex<u64>,
+}
+
+impl AppendLog {
+    pub fn new(
+        bq: BigQuery,
+        table: TableRef,
+        run_id: &str,
+        columns: &'static [(&'static str, &'static str, &'static str)],
+    ) -> Self {
+        AppendLog {
+            bq,
+            table,
+            run_id: run_id.to_string(),
+            columns,
+            last_recorded: Mutex::new(DateTime::<Utc>::MIN_UTC),
+            seq: Mutex::new(0),
+        }
+    }
+
+    pub fn table(&self) -> &TableRef {
+        &self.table
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn bq(&self) -> &BigQuery {
+        &self.bq
+    }
+
+    pub(crate) fn api(&self, source: BqError) -> CheckpointError {
+        CheckpointError::Api {
+            table: self.table.to_string(),
+            source,
+        }
+    }
+
+    /// The table's metadata, if it exists (checking it has our columns).
+    pub async fn meta(&self) -> Result<Option<TableMeta>, CheckpointError> {
+        let Some(meta) = self
+            .bq
+            .get_table(&self.table)
+            .await
+            .map_err(|e| self.api(e))?
+        else {
+            return Ok(None);
+        };
+        let missing: Vec<&str> = self
+            .columns
+            .iter()
+            .map(|c| c.0)
+            .filter(|c| !meta.schema.iter().any(|(n, _)| n == c))
+            .collect();
+        if missing.is_empty() {
+            Ok(Some(meta))
+        } else {
+            Err(CheckpointError::Shape {
+                table: self.table.to_string(),
+                message: format!("missing columns {}", missing.join(", ")),
+            })
+        }
+    }
+
+    /// Create the table from `spec` if it is missing, and return its
+    /// incarnation: its creation time, which changes when the table is
+    /// dropped and recreated. The dataset must exist: creating datasets (and
+    /// choosing their location) is the operator's call.
+    pub async fn ensure(&self, spec: &NewTable) -> Result<String, CheckpointError> {
+        let meta = match self.meta().await? {
+            Some(meta) => meta,
+            None => {
+                self.create(&self.table, spec).await?;
+                // Read back for the creation time (also when a concurrent
+                // runner created it first).
+                self.meta().await?.ok_or_else(|| CheckpointError::Shape {
+                    table: self.table.to_string(),
+                    message: "created but not found".into(),
+                })?
+            }
+        };
+        Ok(meta
+            .creation_time
+            .map_or_else(|| "0".into(), |c| c.to_string()))
+    }
+
+    /// Create `table` (this one, or a view beside it) unless it exists.
+    pub async fn create(&self, table: &TableRef, spec: &NewTable) -> Result<(), CheckpointError> {
+        match self.bq.create_table(table, spec).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason() == "notFound" => Err(CheckpointError::MissingDataset {
+                project: table.project.clone(),
+                dataset: table.dataset.clone(),
+            }),
+            Err(e) => Err(CheckpointError::Api {
+                table: table.to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    fn next_recorded_at(&self) -> DateTime<Utc> {
+        let mut last = self.last_recorded.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now = Utc::now();
+        if now <= *last {
+            now = *last + chrono::Duration::microseconds(1);
+        }
+        *last = now;
+        now
+    }
+
+    /// Append one row; `recorded_at` is set here.
+    pub async fn append(
+        &self,
+        mut row: serde_json::Map<String, Value>,
+    ) -> Result<(), CheckpointError> {
+        row.insert("recorded_at".into(), ts(self.next_recorded_at()).into());
+        let seq = {
+            let mut s = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+            *s += 1;
+            *s
+        };
+        let insert_id = format!("{}-{}", self.run_id, seq);
+        self.bq
+            .insert_rows(&self.table, &[(insert_id, Value::Object(row))])
+            .await
+            .map_err(|e| self.api(e))
+    }
+
+    /// Run a query against the table.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[QueryParam],
+    ) -> Result<QueryResult, CheckpointError> {
+        self.bq.query(sql, params).await.map_err(|e| self.api(e))
+    }
+}
+
+/// A TIMESTAMP as insertAll takes it.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}

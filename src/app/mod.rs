@@ -338,7 +338,7 @@ pub async fn plan_command(
         };
         let line = json!({
             "partition": p.id,
-            "destination": crate::planning::strategy::decorated_name(&settings.destination, p),
+            "destination": settings.destination.partition(&p.id).to_string(),
             "action": action,
             "reason": reason,
             "last_status": state.map(|s| s.status.as_str()),

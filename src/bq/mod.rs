@@ -10,13 +10,16 @@
 //! polls need more than the default), one attempt per call for the retry
 //! loop, and tolerant response decoding (see `wire.rs`). The crate's model
 //! types are still the wire format of what we send (`JobConfiguration`,
-//! `Table`, `QueryRequest`, `TableDataInsertAllRequest`), so callers build job
-//! configurations with them.
+//! `Table`, `QueryRequest`, `TableDataInsertAllRequest`), but only inside
+//! this module: callers describe jobs with [`JobSpec`] (`job.rs`).
 //!
 //! Endpoint selection follows the Google client libraries: see [`Endpoint`].
 
 mod auth;
+mod job;
 pub mod retry;
+
+pub use job::{Destination, JobSpec, LoadJob, QueryJob};
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -360,15 +363,6 @@ pub enum InsertOutcome {
     /// A job with this ID already existed (ours from an attempt whose answer
     /// was lost, or someone else's: compare the labels).
     Existing(JobInfo),
-}
-
-impl InsertOutcome {
-    /// The job, whichever way it came to be.
-    pub fn job(&self) -> &JobInfo {
-        match self {
-            InsertOutcome::Created(job) | InsertOutcome::Existing(job) => job,
-        }
-    }
 }
 
 /// A table's time partitioning.
@@ -724,19 +718,19 @@ impl BigQuery {
     /// configuration. Transient failures are retried with the SAME job ID
     /// (the outcome of a failed insert is unknown); HTTP 409 at any attempt
     /// means the ID exists, and the job is fetched and returned as
-    /// [`InsertOutcome::Existing`]. Query jobs default to GoogleSQL
+    /// [`InsertOutcome::Existing`]. Query jobs are GoogleSQL
     /// (`useLegacySql: false`) because the API's default is legacy SQL.
     pub async fn insert_job(
         &self,
         job_id: &str,
-        configuration: JobConfiguration,
+        spec: &JobSpec,
         labels: &BTreeMap<String, String>,
     ) -> Result<InsertOutcome, BqError> {
         let job = job_model(
             job_id,
             &self.inner.project,
             self.inner.location.as_deref(),
-            configuration,
+            spec.to_model(),
             labels,
         );
         let path = ["projects", &self.inner.project, "jobs"];
@@ -1303,9 +1297,6 @@ fn job_model(
     mut configuration: JobConfiguration,
     labels: &BTreeMap<String, String>,
 ) -> Job {
-    if let Some(query) = configuration.query.as_mut() {
-        query.use_legacy_sql.get_or_insert(false);
-    }
     if !labels.is_empty() {
         configuration
             .labels

@@ -5,7 +5,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use gcp_bigquery_client::model::job_configuration_load::JobConfigurationLoad;
-use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -226,15 +225,11 @@ fn table_ref() -> TableRef {
     }
 }
 
-fn query_config() -> JobConfiguration {
-    JobConfiguration {
-        query: Some(JobConfigurationQuery {
-            query: "SELECT 1".into(),
-            maximum_bytes_billed: Some("1000".into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+fn query_config() -> JobSpec {
+    JobSpec::Query(QueryJob {
+        maximum_bytes_billed: Some(1000),
+        ..QueryJob::plain("SELECT 1")
+    })
 }
 
 fn labels() -> BTreeMap<String, String> {
@@ -385,7 +380,7 @@ async fn insert_job_conflict_attaches_via_jobs_get() {
     .await;
     let bq = server.client().await;
     let outcome = bq
-        .insert_job("job_1", query_config(), &labels())
+        .insert_job("job_1", &query_config(), &labels())
         .await
         .unwrap();
     let InsertOutcome::Existing(info) = outcome else {
@@ -438,7 +433,7 @@ async fn insert_job_retries_with_the_same_id_then_attaches() {
     .await;
     let bq = server.client().await;
     let outcome = bq
-        .insert_job("job_2", query_config(), &labels())
+        .insert_job("job_2", &query_config(), &labels())
         .await
         .unwrap();
     assert!(
@@ -463,15 +458,15 @@ async fn insert_job_created() {
     .await;
     let bq = server.client().await;
     let outcome = bq
-        .insert_job("job_3", query_config(), &labels())
+        .insert_job("job_3", &query_config(), &labels())
         .await
         .unwrap();
-    assert!(
-        matches!(&outcome, InsertOutcome::Created(info) if info.job_id == "job_3"),
-        "{outcome:?}"
-    );
+    let InsertOutcome::Created(info) = outcome else {
+        panic!("created: {outcome:?}");
+    };
+    assert_eq!(info.job_id, "job_3");
     assert_eq!(
-        outcome.job().stats.creation_time.unwrap().to_rfc3339(),
+        info.stats.creation_time.unwrap().to_rfc3339(),
         "2024-01-15T03:00:00+00:00"
     );
 }
@@ -1151,22 +1146,14 @@ fn job_model_serializes_without_nulls_and_with_int64_strings() {
         "j2",
         "proj",
         Some("EU"),
-        query_config(),
+        query_config().to_model(),
         &BTreeMap::new(),
     ))
     .unwrap();
+    // GoogleSQL always: the API's default is legacy SQL.
     assert_eq!(
         query["configuration"],
-        json!({"query": {"query": "SELECT 1", "maximumBytesBilled": "1000", "useLegacySql": false}})
-    );
-    // An explicit legacy-SQL request is left alone.
-    let mut legacy = query_config();
-    legacy.query.as_mut().unwrap().use_legacy_sql = Some(true);
-    let legacy =
-        serde_json::to_value(job_model("j3", "proj", None, legacy, &BTreeMap::new())).unwrap();
-    assert_eq!(
-        legacy["configuration"]["query"]["useLegacySql"],
-        json!(true)
+        json!({"jobType": "QUERY", "query": {"query": "SELECT 1", "maximumBytesBilled": "1000", "useLegacySql": false, "priority": "INTERACTIVE"}})
     );
 }
 
@@ -1276,5 +1263,5 @@ async fn debug_output_shows_no_credentials_and_futures_are_send() {
     fn assert_send<T: Send>(_: T) {}
     assert_send(bq.wait_for_job("j"));
     assert_send(bq.query("SELECT 1", &[]));
-    assert_send(bq.insert_job("j", JobConfiguration::default(), &BTreeMap::new()));
+    assert_send(bq.insert_job("j", &query_config(), &BTreeMap::new()));
 }

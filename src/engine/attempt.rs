@@ -110,7 +110,7 @@ impl<'a> Attempt<'a> {
 }
 
 fn decorated_name(slot: &Slot<'_>, p: &Partition) -> String {
-    strategy::decorated_name(&slot.ctx.settings.destination, p)
+    slot.ctx.settings.destination.partition(&p.id).to_string()
 }
 
 /// What happened to one partition.
@@ -354,14 +354,14 @@ async fn submit(
             ..attempt.row(Status::Running)
         })
         .await?;
-    let config = slot.strategy.job_configuration(attempt.partition);
+    let spec = slot.strategy.job(attempt.partition);
     let labels = strategy::job_labels(
         &ctx.settings.job_options.labels,
         &ctx.settings.job,
         &ctx.run_id,
         Some(attempt.partition),
     );
-    let info = match ctx.bq.insert_job(&attempt.job_id, config, &labels).await {
+    let info = match ctx.bq.insert_job(&attempt.job_id, &spec, &labels).await {
         Ok(InsertOutcome::Created(info)) => info,
         Ok(InsertOutcome::Existing(info)) if slot.is_ours(&info) || resubmit => info,
         Ok(InsertOutcome::Existing(info)) => return foreign_id(slot, attempt, info).await,

@@ -5,8 +5,8 @@
 //! One row per state change; the latest row per partition is its state.
 //! The format is versioned (`record_version`) so older readers can tell.
 //!
-//! The two operator questions are one query each (see README):
-//! partitions per status, and partitions attempted but never succeeded.
+//! The two operator questions are one query each against the view
+//! `<audit table>_latest` this module creates beside it (see README).
 
 use std::collections::HashMap;
 
@@ -384,27 +384,6 @@ fn parse_states(res: &QueryResult) -> Result<HashMap<String, PartitionState>, St
     Ok(out)
 }
 
-/// Operator query: how many partitions are in each status (latest state).
-pub fn status_counts_sql(table: &TableRef) -> String {
-    format!(
-        "SELECT status, COUNT(*) AS partitions FROM (\
-           SELECT status, ROW_NUMBER() OVER (PARTITION BY partition_id ORDER BY recorded_at DESC) AS rn \
-           FROM {} WHERE job = @job AND partition_id IS NOT NULL\
-         ) AS latest WHERE rn = 1 GROUP BY status ORDER BY status",
-        table_path(table)
-    )
-}
-
-/// Operator query: partitions attempted but never succeeded.
-pub fn never_succeeded_sql(table: &TableRef) -> String {
-    format!(
-        "SELECT partition_id, COUNT(*) AS state_changes, MAX(recorded_at) AS last_recorded_at \
-         FROM {} WHERE job = @job AND partition_id IS NOT NULL \
-         GROUP BY partition_id HAVING COUNTIF(status = 'SUCCEEDED') = 0 ORDER BY partition_id",
-        table_path(table)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,14 +398,16 @@ mod tests {
 
     #[test]
     fn queries_take_the_job_as_a_parameter_never_as_text() {
-        for sql in [
-            latest_states_sql(&t()),
-            status_counts_sql(&t()),
-            never_succeeded_sql(&t()),
-        ] {
-            assert!(sql.contains("@job"), "{sql}");
-            assert!(sql.contains("`p.ops.audit`"), "{sql}");
-        }
+        let sql = latest_states_sql(&t());
+        assert!(sql.contains("@job"), "{sql}");
+        assert!(sql.contains("`p.ops.audit`"), "{sql}");
+        // The view reads the table by path only: no value is spliced in.
+        let view = latest_view_sql(&t());
+        assert!(
+            view.contains("FROM `p.ops.audit` WHERE partition_id IS NOT NULL"),
+            "{view}"
+        );
+        assert_eq!(latest_view(&t()).table, "audit_latest");
     }
 
     #[test]

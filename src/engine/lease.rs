@@ -16,13 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gcp_bigquery_client::model::job_configuration::JobConfiguration;
-use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bq::{BigQuery, FieldSpec, InsertOutcome, NewTable, QueryParam};
+use crate::bq::{BigQuery, FieldSpec, InsertOutcome, JobSpec, NewTable, QueryJob, QueryParam};
 use crate::engine::append::{AppendLog, ts};
 use crate::engine::checkpoint::{CheckpointError, parse_timestamp_cell, table_path};
 use crate::planning::strategy::{LABEL_RUN, job_labels};
@@ -266,15 +264,7 @@ impl Lease {
         }
         let first = latest.as_ref().map_or(0, |r| r.generation) + 1;
         let mut generation = first;
-        let config = JobConfiguration {
-            job_type: Some("QUERY".into()),
-            query: Some(JobConfigurationQuery {
-                query: "SELECT 1".into(),
-                use_legacy_sql: Some(false),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let config = JobSpec::Query(QueryJob::plain("SELECT 1"));
         let labels = job_labels(&Default::default(), cp.job(), cp.run_id(), None);
         let job = cp.job().to_string();
         // Taken before each claim: our lease counts from no later than the
@@ -283,13 +273,12 @@ impl Lease {
         loop {
             claimed_at = Utc::now();
             let claim = claim_job_id(cp.job(), &incarnation, generation);
-            let outcome = bq
-                .insert_job(&claim, config.clone(), &labels)
-                .await
-                .map_err(|e| CheckpointError::Api {
+            let outcome = bq.insert_job(&claim, &config, &labels).await.map_err(|e| {
+                CheckpointError::Api {
                     table: cp.table().to_string(),
                     source: e,
-                })?;
+                }
+            })?;
             let InsertOutcome::Existing(info) = outcome else {
                 break;
             };
@@ -379,10 +368,6 @@ impl Lease {
                 format!("run {by}")
             },
         }
-    }
-
-    pub fn generation(&self) -> i64 {
-        self.generation
     }
 
     /// Stop renewing and record the release (best effort within `timeout`).

@@ -11,25 +11,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::SecondsFormat;
-use gcp_bigquery_client::model::job_configuration::JobConfiguration;
-use gcp_bigquery_client::model::job_configuration_load::JobConfigurationLoad;
-use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
-use gcp_bigquery_client::model::job_configuration_table_copy::JobConfigurationTableCopy;
-use gcp_bigquery_client::model::query_parameter::QueryParameter;
-use gcp_bigquery_client::model::query_parameter_type::QueryParameterType;
-use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
-use gcp_bigquery_client::model::table_reference::TableReference;
-
+use crate::bq::{Destination, JobSpec, LoadJob, QueryJob, QueryParam};
 use crate::planning::partition::{Partition, Window};
-use crate::task::settings::{JobOptions, LoadSource, Priority, Settings, Source, TableRef};
+use crate::task::settings::{JobOptions, LoadSource, Settings, Source, TableRef};
 
 /// Builds the job that replaces one partition of the destination.
 pub trait WriteStrategy: Send + Sync {
-    /// Short name for logs: `query`, `load`, `copy`.
-    fn kind(&self) -> &'static str;
-    /// The job configuration writing `partition` (labels are added by the caller).
-    fn job_configuration(&self, partition: &Partition) -> JobConfiguration;
+    /// The job writing `partition` (labels are added by the caller).
+    fn job(&self, partition: &Partition) -> JobSpec;
 }
 
 /// The strategy the settings call for.
@@ -54,56 +43,24 @@ pub fn for_settings(settings: &Settings) -> Box<dyn WriteStrategy> {
     }
 }
 
-/// The decorated table reference of one partition: `table$ID`.
-pub fn decorated(table: &TableRef, partition: &Partition) -> TableReference {
-    TableReference::new(
-        &table.project,
-        &table.dataset,
-        &format!("{}${}", table.table, partition.id),
-    )
-}
-
-/// Human form of the decorated destination: `project.dataset.table$ID`.
-pub fn decorated_name(table: &TableRef, partition: &Partition) -> String {
-    format!("{}${}", table, partition.id)
-}
-
 /// The named parameters every query receives. Time partitions:
 /// `@partition_id` STRING, `@partition_date` DATE, `@partition_start` and
 /// `@partition_end` TIMESTAMP. Integer ranges: `@partition_id` STRING,
 /// `@partition_start` and `@partition_end` INT64 (half-open).
-pub fn partition_parameters(partition: &Partition) -> Vec<QueryParameter> {
-    let ts = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+pub fn partition_parameters(partition: &Partition) -> Vec<QueryParam> {
+    let id = QueryParam::string("partition_id", partition.id.clone());
     match partition.window {
         Window::Time { start, end } => vec![
-            param("partition_id", "STRING", partition.id.clone()),
-            param(
-                "partition_date",
-                "DATE",
-                start.date_naive().format("%Y-%m-%d").to_string(),
-            ),
-            param("partition_start", "TIMESTAMP", ts(start)),
-            param("partition_end", "TIMESTAMP", ts(end)),
+            id,
+            QueryParam::date("partition_date", start.date_naive()),
+            QueryParam::timestamp("partition_start", start),
+            QueryParam::timestamp("partition_end", end),
         ],
         Window::Integer { start, end } => vec![
-            param("partition_id", "STRING", partition.id.clone()),
-            param("partition_start", "INT64", start.to_string()),
-            param("partition_end", "INT64", end.to_string()),
+            id,
+            QueryParam::int64("partition_start", start),
+            QueryParam::int64("partition_end", end),
         ],
-    }
-}
-
-fn param(name: &str, ty: &str, value: String) -> QueryParameter {
-    QueryParameter {
-        name: Some(name.to_string()),
-        parameter_type: Some(QueryParameterType {
-            r#type: ty.to_string(),
-            ..Default::default()
-        }),
-        parameter_value: Some(QueryParameterValue {
-            value: Some(value),
-            ..Default::default()
-        }),
     }
 }
 
@@ -112,42 +69,28 @@ struct Target {
     options: JobOptions,
 }
 
+impl Target {
+    /// `destination$ID`, replaced whole.
+    fn partition(&self, partition: &Partition) -> Destination {
+        Destination(self.destination.partition(&partition.id))
+    }
+}
+
 struct QueryStrategy {
     target: Target,
     sql: String,
 }
 
 impl WriteStrategy for QueryStrategy {
-    fn kind(&self) -> &'static str {
-        "query"
-    }
-
-    fn job_configuration(&self, partition: &Partition) -> JobConfiguration {
+    fn job(&self, partition: &Partition) -> JobSpec {
         let opts = &self.target.options;
-        JobConfiguration {
-            job_type: Some("QUERY".into()),
-            query: Some(JobConfigurationQuery {
-                query: self.sql.clone(),
-                use_legacy_sql: Some(false),
-                parameter_mode: Some("NAMED".into()),
-                query_parameters: Some(partition_parameters(partition)),
-                destination_table: Some(decorated(&self.target.destination, partition)),
-                write_disposition: Some("WRITE_TRUNCATE".into()),
-                // The destination must exist (checked before the run); never
-                // let a typo create a new unpartitioned table.
-                create_disposition: Some("CREATE_NEVER".into()),
-                priority: Some(
-                    match opts.priority {
-                        Priority::Interactive => "INTERACTIVE",
-                        Priority::Batch => "BATCH",
-                    }
-                    .into(),
-                ),
-                maximum_bytes_billed: opts.maximum_bytes_billed.map(|b| b.to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        JobSpec::Query(QueryJob {
+            sql: self.sql.clone(),
+            params: partition_parameters(partition),
+            destination: Some(self.target.partition(partition)),
+            priority: opts.priority,
+            maximum_bytes_billed: opts.maximum_bytes_billed,
+        })
     }
 }
 
@@ -181,31 +124,17 @@ pub fn expand_uri(template: &str, partition: &Partition) -> String {
 }
 
 impl WriteStrategy for LoadStrategy {
-    fn kind(&self) -> &'static str {
-        "load"
-    }
-
-    fn job_configuration(&self, partition: &Partition) -> JobConfiguration {
-        let l = &self.load;
-        JobConfiguration {
-            job_type: Some("LOAD".into()),
-            load: Some(JobConfigurationLoad {
-                source_uris: Some(l.uris.iter().map(|u| expand_uri(u, partition)).collect()),
-                source_format: Some(l.format.clone()),
-                destination_table: Some(decorated(&self.target.destination, partition)),
-                write_disposition: Some("WRITE_TRUNCATE".into()),
-                create_disposition: Some("CREATE_NEVER".into()),
-                skip_leading_rows: l.skip_leading_rows.map(|n| n as i32),
-                field_delimiter: l.field_delimiter.clone(),
-                allow_jagged_rows: l.allow_jagged_rows,
-                allow_quoted_newlines: l.allow_quoted_newlines,
-                ignore_unknown_values: l.ignore_unknown_values,
-                max_bad_records: l.max_bad_records.map(|n| n as i32),
-                null_marker: l.null_marker.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+    fn job(&self, partition: &Partition) -> JobSpec {
+        JobSpec::Load(LoadJob {
+            uris: self
+                .load
+                .uris
+                .iter()
+                .map(|u| expand_uri(u, partition))
+                .collect(),
+            destination: self.target.partition(partition),
+            options: self.load.clone(),
+        })
     }
 }
 
@@ -215,21 +144,10 @@ struct CopyStrategy {
 }
 
 impl WriteStrategy for CopyStrategy {
-    fn kind(&self) -> &'static str {
-        "copy"
-    }
-
-    fn job_configuration(&self, partition: &Partition) -> JobConfiguration {
-        JobConfiguration {
-            job_type: Some("COPY".into()),
-            copy: Some(JobConfigurationTableCopy {
-                source_table: Some(decorated(&self.source, partition)),
-                destination_table: Some(decorated(&self.target.destination, partition)),
-                write_disposition: Some("WRITE_TRUNCATE".into()),
-                create_disposition: Some("CREATE_NEVER".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
+    fn job(&self, partition: &Partition) -> JobSpec {
+        JobSpec::Copy {
+            source: self.source.partition(&partition.id),
+            destination: self.target.partition(partition),
         }
     }
 }
@@ -260,6 +178,7 @@ pub const LABEL_PARTITION: &str = "bq-backfill-partition";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::settings::Priority;
     use chrono::{TimeZone, Utc};
 
     fn day() -> Partition {
@@ -272,16 +191,10 @@ mod tests {
         }
     }
 
-    fn values(params: &[QueryParameter]) -> Vec<(String, String, String)> {
+    fn values(params: &[QueryParam]) -> Vec<(String, String, String)> {
         params
             .iter()
-            .map(|p| {
-                (
-                    p.name.clone().unwrap(),
-                    p.parameter_type.as_ref().unwrap().r#type.clone(),
-                    p.parameter_value.as_ref().unwrap().value.clone().unwrap(),
-                )
-            })
+            .map(|p| (p.name.clone(), p.type_.clone(), p.value.clone().unwrap()))
             .collect()
     }
 
@@ -308,7 +221,7 @@ mod tests {
             dataset: "d".into(),
             table: "t".into(),
         };
-        assert_eq!(decorated(&t, &p).table_id, "t$-10");
+        assert_eq!(t.partition(&p.id).to_string(), "p.d.t$-10");
         let copy = CopyStrategy {
             target: Target {
                 destination: t.clone(),
@@ -323,9 +236,15 @@ mod tests {
                 ..t
             },
         };
-        let c = copy.job_configuration(&p).copy.unwrap();
-        assert_eq!(c.source_table.unwrap().table_id, "src$-10");
-        assert_eq!(c.destination_table.unwrap().table_id, "t$-10");
+        let JobSpec::Copy {
+            source,
+            destination,
+        } = copy.job(&p)
+        else {
+            panic!("a copy job");
+        };
+        assert_eq!(source.table, "src$-10");
+        assert_eq!(destination.0.table, "t$-10");
     }
 
     #[test]
@@ -351,12 +270,12 @@ mod tests {
                 (
                     "partition_start".into(),
                     "TIMESTAMP".into(),
-                    "2024-01-15T00:00:00.000000Z".into()
+                    "2024-01-15 00:00:00.000000+00:00".into()
                 ),
                 (
                     "partition_end".into(),
                     "TIMESTAMP".into(),
-                    "2024-01-16T00:00:00.000000Z".into()
+                    "2024-01-16 00:00:00.000000+00:00".into()
                 ),
             ]
         );
@@ -369,15 +288,11 @@ mod tests {
             dataset: "d".into(),
             table: "t".into(),
         };
-        let r = decorated(&t, &day());
+        let r = t.partition(&day().id);
         assert_eq!(
-            (
-                r.project_id.as_str(),
-                r.dataset_id.as_str(),
-                r.table_id.as_str()
-            ),
+            (r.project.as_str(), r.dataset.as_str(), r.table.as_str()),
             ("p", "d", "t$20240115")
         );
-        assert_eq!(decorated_name(&t, &day()), "p.d.t$20240115");
+        assert_eq!(r.to_string(), "p.d.t$20240115");
     }
 }

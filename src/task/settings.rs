@@ -22,6 +22,18 @@ pub struct TableRef {
     pub table: String,
 }
 
+impl TableRef {
+    /// One partition of this table: `table$ID` (BigQuery's partition
+    /// decorator). Its display is `project.dataset.table$ID`. The one place
+    /// decorators are built.
+    pub fn partition(&self, id: &str) -> TableRef {
+        TableRef {
+            table: format!("{}${id}", self.table),
+            ..self.clone()
+        }
+    }
+}
+
 impl fmt::Display for TableRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.project, self.dataset, self.table)

@@ -35,7 +35,7 @@ test-rust:
 	$(CARGO) test --workspace --no-fail-fast
 
 test-python: venv build
-	BQ_EMULATOR_BIN=$(CURDIR)/target/debug/bq-emulator $(VENV)/bin/python -m pytest -q integration/python
+	BQ_EMULATOR_BIN=$(CURDIR)/target/debug/bq-emulator BQ_BACKFILL_BIN=$(CURDIR)/target/debug/bq-backfill $(VENV)/bin/python -m pytest -q integration/python
 
 lint:
 	$(CARGO) fmt --all -- --check

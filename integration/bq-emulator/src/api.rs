@@ -283,11 +283,70 @@ async fn tables_insert(
     body: Bytes,
 ) -> ApiResult {
     let body = parse_body(&body)?;
-    let v = lock(&st.catalog)
-        .insert_table(&project, &dataset, &body)?
-        .to_json();
+    let v = match body.get("view").filter(|v| !v.is_null()) {
+        Some(view) => create_view(&st, &project, &dataset, &body, view).await?,
+        None => lock(&st.catalog)
+            .insert_table(&project, &dataset, &body)?
+            .to_json(),
+    };
     st.mark_dirty();
     ok(v)
+}
+
+/// tables.insert of a logical view. Like BigQuery, the query is checked at creation (it must parse, plan
+/// and read only existing tables and views) and its result schema becomes the view's schema.
+async fn create_view(
+    st: &Arc<AppState>,
+    project: &str,
+    dataset: &str,
+    body: &Value,
+    view: &Value,
+) -> Result<Value, ApiError> {
+    let table = body
+        .get("tableReference")
+        .and_then(|r| get_str(r, "tableId"))
+        .ok_or_else(|| ApiError::invalid("Required parameter is missing: tableReference.tableId"))?
+        .to_string();
+    lock(&st.catalog).check_new_table(project, dataset, &table)?;
+    let query = get_str(view, "query")
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("Required parameter is missing: view.query"))?;
+    // The REST default of useLegacySql is true for views as for jobs.
+    if get_bool(view, "useLegacySql").unwrap_or(true) {
+        return Err(ApiError::invalid(
+            "Legacy SQL views are not supported by the emulator, and BigQuery uses legacy SQL when view.useLegacySql is absent or true; hint: send \"useLegacySql\": false",
+        ));
+    }
+    for k in ["timePartitioning", "rangePartitioning", "clustering"] {
+        if body.get(k).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid(format!(
+                "{k} cannot be set on a view: a view has no storage of its own"
+            )));
+        }
+    }
+    let snapshot = crate::state::Snapshot::new(Arc::clone(st));
+    let out = crate::sql::describe(
+        crate::sql::QueryRequest {
+            sql: query,
+            default_project: project,
+            default_dataset: None,
+            parameters: &[],
+        },
+        &snapshot,
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            crate::error::status_for_reason(e.reason),
+            e.reason,
+            e.message,
+        )
+    })?;
+    let schema = data::from_arrow_schema(&out.schema);
+    let v = lock(&st.catalog)
+        .insert_view(project, dataset, &table, body, query, schema)?
+        .to_json();
+    Ok(v)
 }
 
 async fn tables_get(
@@ -331,6 +390,16 @@ async fn tables_patch(
     let mut cat = lock(&st.catalog);
     let generation = cat.next_version();
     let t = cat.table_mut(&project, &dataset, &table)?;
+    if t.meta.is_view()
+        && ["schema", "view"]
+            .iter()
+            .any(|k| body.get(*k).is_some_and(|v| !v.is_null()))
+    {
+        return Err(ApiError::invalid(format!(
+            "Changing the schema or query of view {} is not supported by the bq-emulator; delete and recreate it",
+            t.meta.display()
+        )));
+    }
     if let Some(schema) = body.get("schema").filter(|v| !v.is_null()) {
         let fields = crate::catalog::parse_schema(Some(schema))?;
         let old_names: Vec<String> = t
@@ -420,6 +489,9 @@ async fn tabledata_list(
     let batches = {
         let cat = lock(&st.catalog);
         let t = cat.table(&project, &dataset, name)?;
+        if t.meta.is_view() {
+            return Err(ApiError::invalid("Cannot list a table of type VIEW."));
+        }
         let pid = match dec {
             Some(d) => Some(t.meta.resolve_decorator(d)?),
             None => None,
@@ -459,6 +531,9 @@ pub fn insert_all(
     let (meta, arrow, version) = {
         let cat = lock(&st.catalog);
         let t = cat.table(project, dataset, name)?;
+        if t.meta.is_view() {
+            return Err(crate::catalog::view_refused("insert rows into", &t.meta));
+        }
         (t.meta.clone(), t.arrow.clone(), t.meta_version)
     };
     let target = match dec {

@@ -333,6 +333,24 @@ pub struct TableMeta {
     /// Other fields sent on insert (description, labels, friendlyName, expirationTime, ...), echoed back.
     #[serde(default)]
     pub extra: Map<String, Value>,
+    /// The view definition when this is a logical view (`type: "VIEW"`), which holds no rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<ViewDef>,
+}
+
+/// A logical view: GoogleSQL text evaluated against the current tables each time it is queried.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ViewDef {
+    /// The view's GoogleSQL query.
+    pub query: String,
+}
+
+/// BigQuery's 400 (`invalid`) for an operation that needs storage applied to a view.
+pub fn view_refused(action: &str, meta: &TableMeta) -> ApiError {
+    ApiError::invalid(format!(
+        "Cannot {action} a table of type VIEW: {}",
+        meta.display()
+    ))
 }
 
 impl TableMeta {
@@ -405,6 +423,7 @@ impl TableMeta {
             creation_time: now,
             last_modified_time: now,
             extra: Map::new(),
+            view: None,
         };
         Ok((meta, arrow))
     }
@@ -516,8 +535,24 @@ impl TableMeta {
             "lastModifiedTime".into(),
             json!(self.last_modified_time.to_string()),
         );
-        v.insert("type".into(), json!("TABLE"));
+        match &self.view {
+            Some(view) => {
+                v.insert("type".into(), json!("VIEW"));
+                v.insert(
+                    "view".into(),
+                    json!({"query": view.query, "useLegacySql": false}),
+                );
+            }
+            None => {
+                v.insert("type".into(), json!("TABLE"));
+            }
+        }
         v
+    }
+
+    /// Whether this is a logical view.
+    pub fn is_view(&self) -> bool {
+        self.view.is_some()
     }
 }
 
@@ -623,6 +658,10 @@ impl Table {
             if let Some(x) = full.get(k) {
                 v.insert(k.into(), x.clone());
             }
+        }
+        // BigQuery's TableList entries carry only `view.useLegacySql`, not the query text.
+        if self.meta.is_view() {
+            v.insert("view".into(), json!({"useLegacySql": false}));
         }
         Value::Object(v)
     }
@@ -754,6 +793,11 @@ impl Catalog {
                 "Already Exists: Table {project}:{dataset}.{table}"
             )));
         }
+        if body.get("view").is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid(
+                "Views are created through the REST tables.insert, which validates their query",
+            ));
+        }
         let schema = parse_schema(body.get("schema"))?;
         let (mut meta, arrow) = TableMeta::build(
             project,
@@ -783,10 +827,58 @@ impl Catalog {
             "numPartitions",
             "type",
             "location",
+            "view",
         ] {
             extra.remove(k);
         }
         meta.extra = extra;
+        Ok(self.put_new_table(meta, arrow))
+    }
+
+    /// Checks that `table` can be created in `dataset` (dataset exists, valid id, no such table yet).
+    pub fn check_new_table(
+        &self,
+        project: &str,
+        dataset: &str,
+        table: &str,
+    ) -> Result<(), ApiError> {
+        self.dataset(project, dataset)?;
+        validate_table_id(table)?;
+        if self
+            .tables
+            .contains_key(&(project.to_string(), dataset.to_string(), table.to_string()))
+        {
+            return Err(ApiError::duplicate(format!(
+                "Already Exists: Table {project}:{dataset}.{table}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates a view from a `tables.insert` body whose query the caller has validated; `schema` is the
+    /// query's result schema, which BigQuery reports as the view's schema.
+    pub fn insert_view(
+        &mut self,
+        project: &str,
+        dataset: &str,
+        table: &str,
+        body: &Value,
+        query: &str,
+        schema: Vec<FieldSchema>,
+    ) -> Result<&Table, ApiError> {
+        self.check_new_table(project, dataset, table)?;
+        let (mut meta, arrow) =
+            TableMeta::build(project, dataset, table, schema, None, None, None)?;
+        let mut extra = Map::new();
+        for k in ["description", "labels", "friendlyName", "expirationTime"] {
+            if let Some(v) = body.get(k).filter(|v| !v.is_null()) {
+                extra.insert(k.into(), v.clone());
+            }
+        }
+        meta.extra = extra;
+        meta.view = Some(ViewDef {
+            query: query.to_string(),
+        });
         Ok(self.put_new_table(meta, arrow))
     }
 

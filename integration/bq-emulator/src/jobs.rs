@@ -885,6 +885,9 @@ async fn exec_copy(st: Arc<AppState>, c: CopySpec) -> Result<Outcome, ErrorProto
         let cat = lock(&st.catalog);
         for (p, d, t, dec) in &c.sources {
             let table = cat.table(p, d, t).map_err(|e| e.to_proto())?;
+            if table.meta.is_view() {
+                return Err(crate::catalog::view_refused("copy", &table.meta).to_proto());
+            }
             let pid = match dec {
                 Some(dec) => Some(
                     table

@@ -44,7 +44,16 @@ pub trait TableSource: Send + Sync {
         dataset: &str,
         table: &str,
     ) -> Option<(SchemaRef, Vec<RecordBatch>)>;
+
+    /// The GoogleSQL query of a view, `None` if the name is not a view. `table` may carry a decorator.
+    fn view(&self, _project: &str, _dataset: &str, _table: &str) -> Option<String> {
+        None
+    }
 }
+
+/// How deeply views may reference views; beyond it a cycle (made by dropping and recreating views) is
+/// assumed, so a query fails instead of recursing forever.
+const MAX_VIEW_DEPTH: usize = 16;
 
 /// One query to run.
 pub struct QueryRequest<'a> {
@@ -95,6 +104,69 @@ pub async fn execute(
     req: QueryRequest<'_>,
     tables: &dyn TableSource,
 ) -> Result<QueryOutput, SqlError> {
+    run(req, tables, 0, true).await
+}
+
+/// Plans a query without running it (views it reads are still evaluated) and returns its result schema
+/// with no rows: what BigQuery does when a view is created.
+pub async fn describe(
+    req: QueryRequest<'_>,
+    tables: &dyn TableSource,
+) -> Result<QueryOutput, SqlError> {
+    run(req, tables, 0, false).await
+}
+
+type RunFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<QueryOutput, SqlError>> + Send + 'a>>;
+
+/// Boxed because a view's query is run by the query that reads it.
+fn run<'a>(
+    req: QueryRequest<'a>,
+    tables: &'a dyn TableSource,
+    depth: usize,
+    collect: bool,
+) -> RunFuture<'a> {
+    Box::pin(run_inner(req, tables, depth, collect))
+}
+
+/// Evaluates the view `p.d.t` (its own project as default, no default dataset, no parameters: a view's
+/// names must be dataset-qualified and it cannot use parameters).
+async fn run_view(
+    (p, d, t): (&str, &str, &str),
+    sql: &str,
+    tables: &dyn TableSource,
+    depth: usize,
+) -> Result<QueryOutput, SqlError> {
+    if t.contains('$') {
+        return Err(invalid_query(format!(
+            "Partition decorators are not supported on views: {p}:{d}.{t}"
+        )));
+    }
+    if depth >= MAX_VIEW_DEPTH {
+        return Err(invalid_query(format!(
+            "View {p}:{d}.{t} is nested more than {MAX_VIEW_DEPTH} views deep (a view that reads itself?)"
+        )));
+    }
+    let req = QueryRequest {
+        sql,
+        default_project: p,
+        default_dataset: None,
+        parameters: &[],
+    };
+    run(req, tables, depth + 1, true)
+        .await
+        .map_err(|e| SqlError {
+            reason: e.reason,
+            message: format!("{} (in view {p}:{d}.{t})", e.message),
+        })
+}
+
+async fn run_inner(
+    req: QueryRequest<'_>,
+    tables: &dyn TableSource,
+    depth: usize,
+    collect: bool,
+) -> Result<QueryOutput, SqlError> {
     let params = parse_parameters(req.parameters);
     let mut statements = Parser::parse_sql(&BigQueryDialect {}, req.sql).map_err(syntax_error)?;
     let statement = match statements.len() {
@@ -133,7 +205,26 @@ pub async fn execute(
     }
     let mut total_bytes_processed = 0u64;
     let mut columns = Vec::new();
+    let mut referenced_tables: Vec<(String, String, String)> = Vec::new();
     for (p, d, t) in &rewritten.tables {
+        if let Some(view_sql) = tables.view(p, d, t) {
+            // A view is evaluated against the current tables and read like a table holding its
+            // result; what it reads is what the query reads (bytes, referenced tables).
+            let out = run_view((p, d, t), &view_sql, tables, depth).await?;
+            total_bytes_processed += out.total_bytes_processed;
+            for r in out.referenced_tables {
+                if !referenced_tables.contains(&r) {
+                    referenced_tables.push(r);
+                }
+            }
+            columns.extend(out.schema.fields().iter().map(|f| f.name().clone()));
+            register_table(&ctx, (p, d, t), out.schema, out.batches)?;
+            continue;
+        }
+        let key = (p.clone(), d.clone(), t.clone());
+        if !referenced_tables.contains(&key) {
+            referenced_tables.push(key);
+        }
         let Some((schema, batches)) = tables.table(p, d, t) else {
             return Err(SqlError {
                 reason: "notFound",
@@ -165,9 +256,13 @@ pub async fn execute(
     // logical schema predates type coercion.
     let physical = df.create_physical_plan().await.map_err(map_df_error)?;
     let raw_schema: Schema = physical.schema().as_ref().clone();
-    let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx())
-        .await
-        .map_err(map_df_error)?;
+    let batches = if collect {
+        datafusion::physical_plan::collect(physical, ctx.task_ctx())
+            .await
+            .map_err(map_df_error)?
+    } else {
+        Vec::new()
+    };
     let schema = result_schema(&raw_schema)?;
     let mut seen = std::collections::HashSet::new();
     let duplicates: Vec<&str> = schema
@@ -191,7 +286,7 @@ pub async fn execute(
         batches,
         total_bytes_processed,
         statement_type: "SELECT".to_string(),
-        referenced_tables: rewritten.tables,
+        referenced_tables,
     })
 }
 

@@ -140,4 +140,13 @@ impl TableSource for Snapshot {
         };
         lock(&self.cache).entry(key).or_insert(found).clone()
     }
+
+    fn view(&self, project: &str, dataset: &str, table: &str) -> Option<String> {
+        let (name, _) = split_decorator(table);
+        let cat = lock(&self.state.catalog);
+        cat.tables
+            .get(&(project.to_string(), dataset.to_string(), name.to_string()))
+            .and_then(|t| t.meta.view.as_ref())
+            .map(|v| v.query.clone())
+    }
 }

@@ -184,6 +184,9 @@ pub fn prepare(
     input: &WriteInput,
 ) -> Result<Prepared, ApiError> {
     let (meta, arrow, meta_version, create) = match existing {
+        Some((meta, _, _)) if meta.is_view() => {
+            return Err(crate::catalog::view_refused("write to", &meta));
+        }
         Some((meta, arrow, version)) => {
             meta.check_job_partitioning(
                 spec.time_partitioning.as_ref(),

@@ -7,3 +7,4 @@ mod persistence;
 mod query_jobs;
 mod tabledata;
 mod tables;
+mod views;

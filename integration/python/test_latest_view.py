@@ -78,7 +78,7 @@ GOOD = (
     "WHERE ts >= @partition_start AND ts < @partition_end GROUP BY day"
 )
 # Every row lands outside the partition being written: BigQuery fails each job.
-BAD = "SELECT DATE '2000-01-01' AS day, 1 AS total"
+BAD = "SELECT DATE '2000-01-01' AS day, 1 AS total WHERE @partition_id IS NOT NULL"
 
 
 def test_the_readme_queries_on_the_latest_view(client: bigquery.Client, emulator, tables):
@@ -86,7 +86,7 @@ def test_the_readme_queries_on_the_latest_view(client: bigquery.Client, emulator
     raw = f"{ds.project}.{ds.dataset_id}.raw"
     code, events = _backfill(emulator, _descriptor(ds, "good_job", GOOD.replace("{raw}", raw)))
     assert code == 0, events[-1]
-    code, events = _backfill(emulator, _descriptor(ds, "bad_job", BAD))
+    code, events = _backfill(emulator, {**_descriptor(ds, "bad_job", BAD), "on_failure": "continue"})
     assert code == 1, events[-1]
     assert events[-1]["failed"] == 3
 

@@ -3,7 +3,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::planning::partition::{count, plan};
+use crate::bq::retry::RetryPolicy;
+use crate::planning::partition::{self, count, plan};
+use crate::task::settings::{self, Settings};
 
 fn base() -> Value {
     json!({

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::bq::{BigQuery, BqError, NewTable, QueryParam, QueryResult, TableMeta};
+use crate::bq::{BigQuery, BqError, FieldSpec, NewTable, QueryParam, QueryResult, TableMeta};
 use crate::engine::checkpoint::CheckpointError;
 use crate::task::settings::TableRef;
 
@@ -160,6 +160,30 @@ impl AppendLog {
         params: &[QueryParam],
     ) -> Result<QueryResult, CheckpointError> {
         self.bq.query(sql, params).await.map_err(|e| self.api(e))
+    }
+}
+
+/// The definition of an append-only log table: these columns, partitioned
+/// by day of `recorded_at` (so old rows can expire by partition), clustered
+/// as given.
+pub fn log_table_spec(
+    columns: &[(&str, &str, &str)],
+    clustering: &[&str],
+    description: String,
+) -> NewTable {
+    NewTable {
+        schema: columns
+            .iter()
+            .map(|(name, ty, mode)| FieldSpec {
+                name: name.to_string(),
+                field_type: ty.to_string(),
+                mode: mode.to_string(),
+            })
+            .collect(),
+        partition_day_field: Some("recorded_at".into()),
+        clustering: clustering.iter().map(|c| c.to_string()).collect(),
+        description: Some(description),
+        view_query: None,
     }
 }
 

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::bq::{BigQuery, BqError, FieldSpec, NewTable, QueryParam, QueryResult};
-use crate::engine::append::{AppendLog, ts};
+use crate::bq::{BigQuery, BqError, NewTable, QueryParam, QueryResult};
+use crate::engine::append::{AppendLog, log_table_spec, ts};
 use crate::task::settings::TableRef;
 
 /// Version of the audit record format written by this build.
@@ -165,22 +165,13 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
 /// The table definition used when the audit table is missing: partitioned
 /// by day of `recorded_at`, clustered by job and partition.
 pub fn table_spec() -> NewTable {
-    NewTable {
-        schema: COLUMNS
-            .iter()
-            .map(|(name, ty, mode)| FieldSpec {
-                name: name.to_string(),
-                field_type: ty.to_string(),
-                mode: mode.to_string(),
-            })
-            .collect(),
-        partition_day_field: Some("recorded_at".into()),
-        clustering: vec!["job".into(), "partition_id".into()],
-        description: Some(format!(
+    log_table_spec(
+        COLUMNS,
+        &["job", "partition_id"],
+        format!(
             "bq-backfill audit log (record_version {RECORD_VERSION}): one row per partition state change"
-        )),
-        view_query: None,
-    }
+        ),
+    )
 }
 
 /// The audit log of one backfill job, as seen by one run.

@@ -20,8 +20,8 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bq::{BigQuery, FieldSpec, InsertOutcome, JobSpec, NewTable, QueryJob, QueryParam};
-use crate::engine::append::{AppendLog, ts};
+use crate::bq::{BigQuery, InsertOutcome, JobSpec, NewTable, QueryJob, QueryParam};
+use crate::engine::append::{AppendLog, log_table_spec, ts};
 use crate::engine::checkpoint::{CheckpointError, parse_timestamp_cell, table_path};
 use crate::planning::strategy::{LABEL_RUN, job_labels};
 use crate::task::settings::TableRef;
@@ -51,22 +51,13 @@ pub fn lease_table(audit: &TableRef) -> TableRef {
 
 /// The definition used when the lease table is missing.
 fn lease_table_spec() -> NewTable {
-    NewTable {
-        schema: LEASE_COLUMNS
-            .iter()
-            .map(|(name, ty, mode)| FieldSpec {
-                name: name.to_string(),
-                field_type: ty.to_string(),
-                mode: mode.to_string(),
-            })
-            .collect(),
-        partition_day_field: Some("recorded_at".into()),
-        clustering: vec!["job".into()],
-        description: Some(format!(
+    log_table_spec(
+        LEASE_COLUMNS,
+        &["job"],
+        format!(
             "bq-backfill run leases (record_version {LEASE_RECORD_VERSION}): who may write a backfill job's partitions"
-        )),
-        view_query: None,
-    }
+        ),
+    )
 }
 
 /// A lease row's status.

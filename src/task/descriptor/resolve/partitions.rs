@@ -235,6 +235,17 @@ impl Builder<'_> {
                 return None;
             }
         };
+        self.checked_range(axis, start, end)
+    }
+
+    /// A range whose bounds both parsed: not empty, not reversed, and within
+    /// BigQuery's partitions-per-table limit.
+    fn checked_range<A: Axis>(
+        &mut self,
+        axis: &A,
+        start: (&'static str, Bound),
+        end: (&'static str, Bound),
+    ) -> Option<Selection<A::T>> {
         let s = axis.parse(self, start.0, &start.1);
         let e = axis.parse(self, end.0, &end.1);
         let (s, e) = (s?, e?);

@@ -27,6 +27,7 @@ mod wire;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -69,6 +70,12 @@ const FAST_POLL: Duration = Duration::from_secs(1);
 const POLL_INITIAL: Duration = Duration::from_millis(250);
 const POLL_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT_CAP: Duration = Duration::from_secs(10);
+
+/// The retry deadline of calls before the endpoint has answered once.
+const FIRST_CONTACT_DEADLINE: Duration = Duration::from_secs(8);
+
+/// A call still unanswered this long after its long-poll says so on stderr.
+const SLOW_CALL_NOTICE: Duration = Duration::from_secs(10);
 
 /// Where the API lives and whether requests carry credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +179,11 @@ pub enum BqError {
     },
     /// Credentials could not be found or exchanged for a token.
     #[error("bigquery credentials: {message}")]
-    Auth { message: String },
+    Auth {
+        message: String,
+        /// What to do about it, when more specific than [`BqError::hint`].
+        hint: Option<String>,
+    },
     /// A 2xx answer that is not what the API documents.
     #[error("unexpected bigquery response: {message}")]
     Decode { message: String },
@@ -534,6 +545,8 @@ struct Inner {
     retry: RetryPolicy,
     request_timeout: Duration,
     credentials: Credentials,
+    /// Whether the endpoint has answered (anything but a transport failure) yet.
+    contacted: AtomicBool,
 }
 
 impl fmt::Debug for BigQuery {
@@ -624,7 +637,7 @@ impl BigQuery {
                 message: format!("cannot set up the http client: {e}"),
             })?;
         let credentials = if cfg.endpoint.uses_credentials() {
-            Credentials::application_default(&|name| std::env::var(name).ok()).await?
+            auth::discover(&|name| std::env::var(name).ok(), &http).await?
         } else {
             Credentials::None
         };
@@ -638,6 +651,7 @@ impl BigQuery {
                 retry: cfg.retry,
                 request_timeout: cfg.request_timeout,
                 credentials,
+                contacted: AtomicBool::new(false),
             }),
             observer: None,
         })
@@ -1044,14 +1058,51 @@ impl BigQuery {
     }
 
     /// Sends `call` until it succeeds, fails permanently or the retry deadline passes.
+    ///
+    /// Until the endpoint has answered once, the deadline is
+    /// [`FIRST_CONTACT_DEADLINE`]: a wrong endpoint or a missing emulator
+    /// fails within seconds, naming the URL, instead of retrying for the
+    /// whole deadline. A call that is slow says so on stderr.
     async fn execute(&self, call: &Call<'_>) -> Result<Vec<u8>, BqError> {
-        retry::retry(
-            &self.inner.retry,
+        let first_contact = !self.inner.contacted.load(Ordering::Relaxed);
+        let mut policy = self.inner.retry;
+        if first_contact {
+            policy.deadline = policy.deadline.min(FIRST_CONTACT_DEADLINE);
+        }
+        let attempts = retry::retry(
+            &policy,
             call.operation,
             self.observer.as_deref(),
-            || self.attempt(call),
-        )
-        .await
+            || async {
+                let result = self.attempt(call).await;
+                if !matches!(result, Err(BqError::Transport { .. })) {
+                    self.inner.contacted.store(true, Ordering::Relaxed);
+                }
+                result
+            },
+        );
+        let result = with_slow_notice(attempts, call, self.inner.base.as_str()).await;
+        match result {
+            Err(BqError::Transport {
+                operation,
+                reason,
+                message,
+                attempts,
+                elapsed,
+            }) if first_contact && !self.inner.contacted.load(Ordering::Relaxed) => {
+                Err(BqError::Transport {
+                    operation,
+                    reason,
+                    message: format!(
+                        "no answer from {} at first contact: {message}",
+                        self.inner.base
+                    ),
+                    attempts,
+                    elapsed,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Sends `call` once.
@@ -1074,6 +1125,9 @@ impl BigQuery {
             .timeout(self.inner.request_timeout + call.long_poll);
         if let Some(token) = self.inner.credentials.token().await? {
             request = request.bearer_auth(token);
+        }
+        if let Some(project) = self.inner.credentials.quota_project() {
+            request = request.header("x-goog-user-project", project);
         }
         request = match &call.body {
             Some(body) => request
@@ -1107,6 +1161,27 @@ impl BigQuery {
                 *r = retry_after;
             }
             Err(err)
+        }
+    }
+}
+
+/// Awaits `fut`; if it takes longer than the call's long-poll plus
+/// [`SLOW_CALL_NOTICE`], logs what is being waited for, then every minute.
+async fn with_slow_notice<T>(fut: impl Future<Output = T>, call: &Call<'_>, base: &str) -> T {
+    let mut fut = std::pin::pin!(fut);
+    let started = tokio::time::Instant::now();
+    let mut next = call.long_poll + SLOW_CALL_NOTICE;
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = tokio::time::sleep_until(started + next) => {
+                tracing::warn!(
+                    "still waiting for bigquery {} at {base} after {} s",
+                    call.operation,
+                    started.elapsed().as_secs()
+                );
+                next += Duration::from_secs(60);
+            }
         }
     }
 }

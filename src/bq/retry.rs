@@ -211,6 +211,11 @@ where
         let delay = backoff_delay(policy, attempt - 1, &mut rand::rng())
             .max(err.retry_after().unwrap_or_default())
             .min(remaining);
+        tracing::info!(
+            "bigquery {operation}: {} (attempt {attempt}); retrying in {:.1} s",
+            err.reason(),
+            delay.as_secs_f64()
+        );
         if let Some(observe) = observer {
             observe(&RetryNotice {
                 operation,

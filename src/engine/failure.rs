@@ -76,6 +76,11 @@ impl RunFailure {
             RunFailure::Checkpoint(CheckpointError::MissingDataset { project, dataset }) => Some(format!(
                 "create the dataset first, e.g. `bq mk --dataset {project}:{dataset}`, or point checkpoint.table elsewhere"
             )),
+            RunFailure::Api(BqError::Auth { hint: Some(h), .. }) => Some(h.clone()),
+            RunFailure::Api(e @ BqError::Auth { .. }) => e.hint().map(|h| h.trim_start_matches("hint: ").to_string()),
+            RunFailure::Api(e @ BqError::Transport { reason: "connectionError" | "timeout", .. }) if e.to_string().contains("at first contact") => {
+                e.hint().map(|h| h.trim_start_matches("hint: ").to_string())
+            }
             _ if kind == ErrorKind::Unavailable => Some("BigQuery kept failing transiently; run again later (finished partitions are skipped)".into()),
             _ if kind == ErrorKind::Permission => Some("check the credentials and that they may run jobs and write both tables".into()),
             _ => None,

@@ -14,6 +14,9 @@ use tracing_subscriber::fmt::writer::OptionalWriter;
 
 static CLOSED: AtomicBool = AtomicBool::new(false);
 
+/// Log targets that print secrets, always off.
+const NO_SECRETS: &str = "yup_oauth2=off";
+
 /// Set up logging on stderr. `RUST_LOG` wins over the flags.
 pub fn init(verbose: u8, quiet: bool, env: &dyn Fn(&str) -> Option<String>) {
     use tracing_subscriber::EnvFilter;
@@ -25,7 +28,10 @@ pub fn init(verbose: u8, quiet: bool, env: &dyn Fn(&str) -> Option<String>) {
     };
     let filter = env("RUST_LOG")
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
+        .unwrap_or_else(|| EnvFilter::new(default))
+        // yup-oauth2 logs token requests and answers (JWT assertions,
+        // access tokens) at DEBUG: never shown, whatever RUST_LOG says.
+        .add_directive(NO_SECRETS.parse().expect("a valid directive"));
     let no_color =
         env("NO_COLOR").is_some_and(|v| !v.is_empty()) || env("TERM").as_deref() == Some("dumb");
     let ansi = !no_color && io::IsTerminal::is_terminal(&io::stderr());

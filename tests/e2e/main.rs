@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stderr)]
 
+mod auth;
 mod faults;
 mod harness;
 mod scenarios;

@@ -37,7 +37,17 @@ async fn fault_layer(State(st): State<Arc<AppState>>, req: Request, next: Next) 
     let Some(method) = crate::api::classify(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    st.count_request(method);
+    let (authorization, user_project) = {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        (header("authorization"), header("x-goog-user-project"))
+    };
+    st.count_request(method, &authorization, &user_project);
     let fault = st.faults.on_request(method);
     if let Some(d) = fault.delay {
         tokio::time::sleep(d).await;

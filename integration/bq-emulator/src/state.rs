@@ -65,9 +65,9 @@ impl AppState {
         }
     }
 
-    /// Counts a request of a BigQuery method.
-    pub fn count_request(&self, method: &str) {
-        lock(&self.counters).request(method);
+    /// Counts a request of a BigQuery method, with its `Authorization` and `x-goog-user-project` headers.
+    pub fn count_request(&self, method: &str, authorization: &str, user_project: &str) {
+        lock(&self.counters).request(method, authorization, user_project);
     }
 
     /// Current statistics.

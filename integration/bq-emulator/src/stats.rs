@@ -27,6 +27,11 @@ pub struct Stats {
     pub max_concurrent_running: u64,
     /// Injected faults per kind (`fail`, `insertAfterCreate`, `jobError`, `delay`, `drop`, `random`).
     pub faults_injected: BTreeMap<String, u64>,
+    /// BigQuery requests per `Authorization` header value (`""` when absent): the emulator accepts any
+    /// credentials, and tests check which tokens a client sent.
+    pub authorization: BTreeMap<String, u64>,
+    /// BigQuery requests per `x-goog-user-project` header value (`""` when absent).
+    pub user_project: BTreeMap<String, u64>,
 }
 
 /// Mutable counters; `jobs_by_state` is computed from the job store when read.
@@ -39,9 +44,19 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Counts one request of `method`.
-    pub fn request(&mut self, method: &str) {
+    /// Counts one request of `method` with its credentials headers.
+    pub fn request(&mut self, method: &str, authorization: &str, user_project: &str) {
         *self.stats.requests.entry(method.to_string()).or_default() += 1;
+        *self
+            .stats
+            .authorization
+            .entry(authorization.to_string())
+            .or_default() += 1;
+        *self
+            .stats
+            .user_project
+            .entry(user_project.to_string())
+            .or_default() += 1;
     }
 
     /// Counts one injected fault of `kind`.

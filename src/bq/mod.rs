@@ -71,11 +71,11 @@ const POLL_INITIAL: Duration = Duration::from_millis(250);
 const POLL_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT_CAP: Duration = Duration::from_secs(10);
 
-/// The retry deadline of calls before the endpoint has answered once.
+/// The retry deadline, and the longest request, before the endpoint has answered once.
 const FIRST_CONTACT_DEADLINE: Duration = Duration::from_secs(8);
 
 /// A call still unanswered this long after its long-poll says so on stderr.
-const SLOW_CALL_NOTICE: Duration = Duration::from_secs(10);
+const SLOW_CALL_NOTICE: Duration = Duration::from_secs(5);
 
 /// Where the API lives and whether requests carry credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,9 +256,10 @@ impl BqError {
         }
     }
 
-    /// HTTP 404.
+    /// HTTP 404 with BigQuery's error body. A bare 404 (a proxy, a wrong
+    /// `--api-endpoint`) is not "the table does not exist".
     pub fn is_not_found(&self) -> bool {
-        self.status() == Some(404)
+        self.status() == Some(404) && self.reason() != "http404"
     }
 
     /// HTTP 409 (`duplicate`: the job, table or dataset already exists).
@@ -1118,11 +1119,15 @@ impl BigQuery {
             url.query_pairs_mut()
                 .extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
         }
+        let mut timeout = self.inner.request_timeout;
+        if !self.inner.contacted.load(Ordering::Relaxed) {
+            timeout = timeout.min(FIRST_CONTACT_DEADLINE);
+        }
         let mut request = self
             .inner
             .http
             .request(call.method.clone(), url)
-            .timeout(self.inner.request_timeout + call.long_poll);
+            .timeout(timeout + call.long_poll);
         if let Some(token) = self.inner.credentials.token().await? {
             request = request.bearer_auth(token);
         }
@@ -1256,6 +1261,13 @@ fn api_error(operation: &'static str, status: u16, body: &[u8]) -> BqError {
                 .unwrap_or_default();
             (reason, message)
         }
+        Err(_) if status == 404 => (
+            "http404".to_string(),
+            format!(
+                "{}; BigQuery always explains a 404, so this endpoint may not be BigQuery (check --api-endpoint / BIGQUERY_EMULATOR_HOST)",
+                body_snippet(status, body)
+            ),
+        ),
         Err(_) => (format!("http{status}"), body_snippet(status, body)),
     };
     BqError::Api {

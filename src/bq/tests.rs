@@ -570,6 +570,20 @@ async fn non_json_400_fails_at_once_with_the_body() {
 }
 
 #[tokio::test]
+async fn a_bare_404_is_not_a_missing_table_but_a_wrong_endpoint() {
+    // A proxy or a web server at a mistyped --api-endpoint answers 404 with no BigQuery error body.
+    let server = Server::start(vec![Reply::Raw(404, "text/plain", "")]).await;
+    let err = server
+        .client()
+        .await
+        .get_table(&table_ref())
+        .await
+        .unwrap_err();
+    assert!(!err.is_not_found() && !err.is_transient(), "{err}");
+    assert!(err.to_string().contains("may not be BigQuery"), "{err}");
+}
+
+#[tokio::test]
 async fn get_job_404_is_none() {
     let server = Server::start(vec![Reply::Json(
         404,

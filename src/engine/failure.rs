@@ -47,6 +47,15 @@ impl RunFailure {
         }
     }
 
+    /// The BigQuery error underneath, if any.
+    fn bq(&self) -> Option<&BqError> {
+        match self {
+            RunFailure::Api(e) => Some(e),
+            RunFailure::Lease(LeaseError::Checkpoint(c)) | RunFailure::Checkpoint(c) => c.bq(),
+            _ => None,
+        }
+    }
+
     /// The documented exit code for this failure.
     pub fn exit_code(&self) -> i32 {
         self.kind().code()
@@ -78,8 +87,8 @@ impl RunFailure {
             )),
             RunFailure::Api(BqError::Auth { hint: Some(h), .. }) => Some(h.clone()),
             RunFailure::Api(e @ BqError::Auth { .. }) => e.hint().map(|h| h.trim_start_matches("hint: ").to_string()),
-            RunFailure::Api(e @ BqError::Transport { reason: "connectionError" | "timeout", .. }) if e.to_string().contains("at first contact") => {
-                e.hint().map(|h| h.trim_start_matches("hint: ").to_string())
+            _ if self.bq().is_some_and(|e| e.to_string().contains("at first contact")) => {
+                self.bq().and_then(BqError::hint).map(|h| h.trim_start_matches("hint: ").to_string())
             }
             _ if kind == ErrorKind::Unavailable => Some("BigQuery kept failing transiently; run again later (finished partitions are skipped)".into()),
             _ if kind == ErrorKind::Permission => Some("check the credentials and that they may run jobs and write both tables".into()),

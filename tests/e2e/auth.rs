@@ -735,3 +735,30 @@ async fn an_endpoint_refusing_connections_fails_fast_naming_the_url() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_never_answers_is_reported_while_waiting_then_fails() {
+    let env = demo().await;
+    // Accepts connections and reads nothing: a firewall that swallows packets, a stuck proxy.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let conns: Vec<_> = listener.incoming().take(3).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(conns);
+    });
+    let started = Instant::now();
+    let r = Run::new(&env)
+        .var("BQ_BACKFILL_ACCESS_TOKEN", "ya29.x")
+        .args(&["plan", "--api-endpoint", &url])
+        .run(&three_days(&env));
+    let took = started.elapsed();
+    assert_eq!(r.code, 69, "{}\n{}", r.stdout, r.stderr);
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+    assert!(
+        r.stderr.contains("still waiting for bigquery tables.get"),
+        "says what it waits for: {}",
+        r.stderr
+    );
+    drop(held);
+}

@@ -47,5 +47,5 @@ inserts = stats.get("requests", {}).get("jobs.insert", 0)
 print(f"   BigQuery jobs.insert calls during run 2: {inserts}")
 PY
 echo "== the audit log's view (bq-backfill status), last line:"
-"$BIN/bq-backfill" status --task "$HERE/events_daily.json" 2>/dev/null | tail -1 | sed 's/^/   /'
+"$BIN/bq-backfill" status --format json --task "$HERE/events_daily.json" 2>/dev/null | tail -1 | sed 's/^/   /'
 echo "== done. Full event streams and logs are in $DEMO/"

@@ -1,6 +1,7 @@
 //! The application layer: commands, logging, and turning every outcome into
 //! an exit code — with `run_finished` as the very last line of output.
 
+pub mod inspect;
 pub mod schema;
 
 use std::io::{self, Write};
@@ -8,18 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::Utc;
-use serde_json::json;
 
 use crate::bq::{BigQuery, ClientConfig, Endpoint};
 use crate::engine::cancel::{self, Cancel};
-use crate::engine::checkpoint::Checkpoints;
 use crate::engine::failure::RunFailure;
-use crate::engine::preflight;
 use crate::engine::runner::{self, RunContext, RunOutcome};
 use crate::exit::{self, ErrorKind};
 use crate::output::events::{Emitter, Event, EventSink, JsonLinesSink, RunError, RunStatus};
-use crate::planning::decision::{self, Decision};
-use crate::planning::fingerprint;
 use crate::planning::partition;
 use crate::task::cli::Command;
 use crate::task::settings::Settings;
@@ -62,7 +58,7 @@ where
                 &mut stderr.lock(),
             );
         }
-        Command::Run | Command::Plan | Command::Status => {}
+        Command::Run | Command::Plan { .. } | Command::Status { .. } => {}
     }
     let settings = match crate::task::load::load_settings(&cli, io::stdin(), &env) {
         Ok(s) => s,
@@ -109,23 +105,7 @@ where
     let code = runtime.block_on(async {
         match command {
             Command::Run => run_command(settings, &api, &env, Box::new(io::stdout())).await,
-            Command::Plan | Command::Status => {
-                let mut out = io::stdout().lock();
-                let res = if command == Command::Plan {
-                    plan_command(settings, &api, &env, &mut out).await
-                } else {
-                    status_command(settings, &api, &env, &mut out).await
-                };
-                res.unwrap_or_else(|f| {
-                    let e = f.to_run_error();
-                    let _ = writeln!(io::stderr(), "error: {}", e.message);
-                    if let Some(h) = e.hint {
-                        let _ = writeln!(io::stderr(), "  hint: {h}");
-                    }
-                    f.exit_code()
-                })
-            }
-            Command::Schema { .. } | Command::Validate => unreachable!("handled above"),
+            other => inspect(other, settings, &api, &env).await,
         }
     });
     // Nothing may print after run_finished: stop background tasks now.
@@ -295,106 +275,47 @@ pub fn finish_invalid(
     emitter.emit(o.finished_event(std::time::Duration::ZERO));
 }
 
-/// Read-only access to the job's audit log (`plan`, `status`).
-fn audit_reader(bq: &BigQuery, settings: &Settings) -> Checkpoints {
-    Checkpoints::new(
-        bq.clone(),
-        settings.checkpoint_table.clone(),
-        &settings.job,
-        "read-only",
-    )
-}
-
-/// `plan`: what a run would do with each partition, and why. Reads the
-/// destination and the audit log; writes nothing (not even the audit table).
-pub async fn plan_command(
+/// `plan` or `status`: output on stdout, an error on stderr.
+async fn inspect(
+    command: Command,
     settings: Settings,
     api: &ApiOptions,
     env: &dyn Fn(&str) -> Option<String>,
-    out: &mut dyn Write,
-) -> Result<i32, RunFailure> {
-    let bq = connect(&settings, api, env).await?;
-    preflight::preflight(&bq, &settings).await?;
-    let cp = audit_reader(&bq, &settings);
-    let states = if cp.exists().await? {
-        cp.latest_states().await?
-    } else {
-        Default::default()
+) -> i32 {
+    let mut out = io::stdout().lock();
+    let result = match connect(&settings, api, env).await {
+        Err(f) => Err(f),
+        Ok(bq) => match command {
+            Command::Plan {
+                format,
+                estimate,
+                price_per_tib,
+            } => {
+                let opts = inspect::PlanOptions {
+                    format,
+                    estimate,
+                    price_per_tib,
+                };
+                inspect::plan_command(settings, bq, opts, &mut out).await
+            }
+            Command::Status { format } => {
+                let colour = colour_allowed(env) && io::IsTerminal::is_terminal(&io::stdout());
+                inspect::status_command(settings, bq, format, colour, &mut out).await
+            }
+            _ => unreachable!("run, schema and validate are handled elsewhere"),
+        },
     };
-    let fp = fingerprint::fingerprint(&settings);
-    let plan = partition::plan(&settings.partitions);
-    let (mut run, mut skip) = (0, 0);
-    for p in &plan {
-        let state = states.get(&p.id);
-        let (action, reason) = match decision::decide(state, &fp) {
-            Decision::Skip(r) => {
-                skip += 1;
-                ("skip", serde_json::to_value(r).unwrap_or_default())
-            }
-            Decision::Run(r) => {
-                run += 1;
-                ("run", serde_json::to_value(r).unwrap_or_default())
-            }
-        };
-        let line = json!({
-            "partition": p.id,
-            "destination": settings.destination.partition(&p.id).to_string(),
-            "action": action,
-            "reason": reason,
-            "last_status": state.map(|s| s.status.as_str()),
-            "last_bq_job_id": state.and_then(|s| s.bq_job_id.clone()),
-        });
-        let _ = writeln!(out, "{line}");
-    }
-    let summary = json!({"summary": {"partitions_total": plan.len(), "to_run": run, "to_skip": skip, "fingerprint": fp}});
-    let _ = writeln!(out, "{summary}");
-    Ok(exit::OK)
+    result.unwrap_or_else(|f| {
+        let e = f.to_run_error();
+        let _ = writeln!(io::stderr(), "error: {}", e.message);
+        if let Some(h) = e.hint {
+            let _ = writeln!(io::stderr(), "  hint: {h}");
+        }
+        f.exit_code()
+    })
 }
 
-/// `status`: the audit log's view of the job — one line per partition in
-/// the plan, then counts per status.
-pub async fn status_command(
-    settings: Settings,
-    api: &ApiOptions,
-    env: &dyn Fn(&str) -> Option<String>,
-    out: &mut dyn Write,
-) -> Result<i32, RunFailure> {
-    let bq = connect(&settings, api, env).await?;
-    let cp = audit_reader(&bq, &settings);
-    if !cp.exists().await? {
-        return Err(RunFailure::Config {
-            message: format!(
-                "audit table {} does not exist yet",
-                settings.checkpoint_table
-            ),
-            hint: Some("it is created by the first `bq-backfill run`".into()),
-        });
-    }
-    let states = cp.latest_states().await?;
-    let fp = fingerprint::fingerprint(&settings);
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for p in partition::plan(&settings.partitions) {
-        let st = states.get(&p.id);
-        let status = st.map_or("PENDING", |s| s.status.as_str());
-        let current = st.is_some_and(|s| s.fingerprint.as_deref() == Some(fp.as_str()));
-        *counts
-            .entry(if status == "SUCCEEDED" && !current {
-                "STALE"
-            } else {
-                status
-            })
-            .or_default() += 1;
-        let line = json!({
-            "partition": p.id,
-            "status": status,
-            "current_fingerprint": current,
-            "attempt": st.map(|s| s.attempt),
-            "bq_job_id": st.and_then(|s| s.bq_job_id.clone()),
-            "run_id": st.map(|s| s.run_id.clone()),
-            "recorded_at": st.and_then(|s| s.recorded_at).map(|t| t.to_rfc3339()),
-        });
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = writeln!(out, "{}", json!({"summary": counts}));
-    Ok(exit::OK)
+/// `NO_COLOR` (set and non-empty) and `TERM=dumb` turn colour off.
+pub fn colour_allowed(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    !env("NO_COLOR").is_some_and(|v| !v.is_empty()) && env("TERM").as_deref() != Some("dumb")
 }

@@ -729,6 +729,33 @@ impl BigQuery {
         }
     }
 
+    /// Dry-runs `spec` (`jobs.insert` with `dryRun`): BigQuery validates the
+    /// query against the tables and the destination and says how many bytes
+    /// it would read; nothing runs, nothing is billed. Returns those bytes.
+    pub async fn dry_run(&self, spec: &JobSpec) -> Result<i64, BqError> {
+        let mut configuration = spec.to_model();
+        configuration.dry_run = Some(true);
+        let mut job = job_model(
+            "",
+            &self.inner.project,
+            self.inner.location.as_deref(),
+            configuration,
+            &BTreeMap::new(),
+        );
+        // A dry run has no job ID: BigQuery creates no job.
+        if let Some(reference) = job.job_reference.as_mut() {
+            reference.job_id = None;
+        }
+        let path = ["projects", &self.inner.project, "jobs"];
+        let call = Call::new("jobs.insert", Method::POST, &path).json(&job)?;
+        let answer: wire::Job = self.execute_json(&call).await?;
+        Ok(answer
+            .into_info("dry-run")?
+            .stats
+            .bytes_processed
+            .unwrap_or(0))
+    }
+
     /// `jobs.insert` with our own job ID and `labels` added to the
     /// configuration. Transient failures are retried with the SAME job ID
     /// (the outcome of a failed insert is unknown); HTTP 409 at any attempt

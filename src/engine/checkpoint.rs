@@ -114,6 +114,8 @@ pub struct PartitionState {
     /// Highest attempt number ever recorded for the partition (any
     /// fingerprint), so new job IDs never reuse an old one.
     pub max_attempt: u32,
+    /// The latest row's error (`reason: message`), if it has one.
+    pub error: Option<String>,
 }
 
 /// Errors talking to the audit table.
@@ -310,9 +312,11 @@ pub fn table_path(t: &TableRef) -> String {
 /// The one query that reads every partition's latest state.
 pub fn latest_states_sql(table: &TableRef) -> String {
     format!(
-        "SELECT partition_id, status, fingerprint, attempt, bq_job_id, run_id, recorded_at, max_attempt \
+        "SELECT partition_id, status, fingerprint, attempt, bq_job_id, run_id, recorded_at, max_attempt, \
+                error_reason, error_message \
          FROM (\
            SELECT partition_id, status, fingerprint, attempt, bq_job_id, run_id, recorded_at, \
+                  error_reason, error_message, \
                   ROW_NUMBER() OVER (PARTITION BY partition_id ORDER BY recorded_at DESC) AS rn, \
                   MAX(attempt) OVER (PARTITION BY partition_id) AS max_attempt \
            FROM {} \
@@ -351,6 +355,7 @@ fn parse_states(res: &QueryResult) -> Result<HashMap<String, PartitionState>, St
         col("recorded_at")?,
         col("max_attempt")?,
     );
+    let (c_reason, c_message) = (col("error_reason")?, col("error_message")?);
     let mut out = HashMap::new();
     for row in &res.rows {
         let get = |i: usize| row.get(i).cloned().flatten();
@@ -369,6 +374,10 @@ fn parse_states(res: &QueryResult) -> Result<HashMap<String, PartitionState>, St
                 run_id: get(c_run).unwrap_or_default(),
                 recorded_at: get(c_rec).as_deref().and_then(parse_timestamp_cell),
                 max_attempt: num(c_max),
+                error: match (get(c_reason), get(c_message)) {
+                    (Some(r), Some(m)) => Some(format!("{r}: {m}")),
+                    (r, m) => r.or(m),
+                },
             },
         );
     }
@@ -413,6 +422,8 @@ mod tests {
                 "run_id",
                 "recorded_at",
                 "max_attempt",
+                "error_reason",
+                "error_message",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -426,10 +437,13 @@ mod tests {
                 Some("r1".into()),
                 Some("1705287600.5".into()),
                 Some("3".into()),
+                Some("invalidQuery".into()),
+                Some("Syntax error".into()),
             ]],
         };
         let states = parse_states(&res).unwrap();
         let s = &states["20240115"];
+        assert_eq!(s.error.as_deref(), Some("invalidQuery: Syntax error"));
         assert_eq!(s.status, Status::Succeeded);
         assert_eq!((s.attempt, s.max_attempt), (2, 3));
         assert_eq!(

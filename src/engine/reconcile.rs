@@ -90,6 +90,7 @@ mod tests {
             run_id: "run-a".into(),
             recorded_at: None,
             max_attempt: 1,
+            error: None,
         }
     }
 

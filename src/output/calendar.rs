@@ -128,7 +128,10 @@ fn days(cells: &[(Partition, Shade)], colour: bool) -> String {
         .into_iter()
         .map(|(t, s)| (t.date_naive(), s))
         .collect();
-    let (first, last) = (*map.keys().next().unwrap(), *map.keys().next_back().unwrap());
+    let (first, last) = (
+        *map.keys().next().unwrap(),
+        *map.keys().next_back().unwrap(),
+    );
     let mut out = String::new();
     for year in first.year()..=last.year() {
         let from = first.max(NaiveDate::from_ymd_opt(year, 1, 1).unwrap());
@@ -138,7 +141,9 @@ fn days(cells: &[(Partition, Shade)], colour: bool) -> String {
         let mut header = vec![' '; weeks];
         for w in 0..weeks {
             let day = monday + Duration::weeks(w as i64);
-            let month_start = (0..7).map(|d| day + Duration::days(d)).find(|d| d.day() == 1);
+            let month_start = (0..7)
+                .map(|d| day + Duration::days(d))
+                .find(|d| d.day() == 1);
             if let Some(d) = month_start.filter(|d| *d >= from && *d <= to && d.year() == year) {
                 let label = d.format("%b").to_string();
                 for (i, ch) in label.chars().enumerate() {
@@ -150,7 +155,10 @@ fn days(cells: &[(Partition, Shade)], colour: bool) -> String {
         }
         let header: String = header.iter().collect();
         let _ = writeln!(out, "{}", format!("{year} {header}").trim_end());
-        for (row, name) in ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].iter().enumerate() {
+        for (row, name) in ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+            .iter()
+            .enumerate()
+        {
             let mut line = format!("{name}  ");
             for w in 0..weeks {
                 let day = monday + Duration::days((w * 7 + row) as i64);
@@ -251,12 +259,20 @@ mod tests {
     use crate::planning::partition::{Order, PartitionSpec, Scheme, Selection, plan};
     use chrono::TimeZone;
 
-    fn time_plan(g: Granularity, start: (i32, u32, u32, u32), end: (i32, u32, u32, u32)) -> Vec<Partition> {
-        let at = |(y, m, d, h): (i32, u32, u32, u32)| Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap();
+    fn time_plan(
+        g: Granularity,
+        start: (i32, u32, u32, u32),
+        end: (i32, u32, u32, u32),
+    ) -> Vec<Partition> {
+        let at =
+            |(y, m, d, h): (i32, u32, u32, u32)| Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap();
         plan(&PartitionSpec {
             scheme: Scheme::Time {
                 granularity: g,
-                selection: Selection::Range { start: at(start), end: at(end) },
+                selection: Selection::Range {
+                    start: at(start),
+                    end: at(end),
+                },
             },
             order: Order::OldestFirst,
         })
@@ -275,37 +291,62 @@ mod tests {
     }
 
     fn shaded(ps: Vec<Partition>) -> Vec<(Partition, Shade)> {
-        ps.into_iter().enumerate().map(|(i, p)| (p, shade(i))).collect()
+        ps.into_iter()
+            .enumerate()
+            .map(|(i, p)| (p, shade(i)))
+            .collect()
     }
 
     #[test]
     fn a_year_of_days_is_a_contribution_graph() {
-        let cells = shaded(time_plan(Granularity::Day, (2024, 1, 1, 0), (2025, 1, 1, 0)));
+        let cells = shaded(time_plan(
+            Granularity::Day,
+            (2024, 1, 1, 0),
+            (2025, 1, 1, 0),
+        ));
         insta::assert_snapshot!(render(&cells, Layout::Time(Granularity::Day), false));
     }
 
     #[test]
     fn days_across_a_year_boundary_get_one_block_per_year() {
-        let cells = shaded(time_plan(Granularity::Day, (2023, 12, 20, 0), (2024, 1, 10, 0)));
+        let cells = shaded(time_plan(
+            Granularity::Day,
+            (2023, 12, 20, 0),
+            (2024, 1, 10, 0),
+        ));
         insta::assert_snapshot!(render(&cells, Layout::Time(Granularity::Day), false));
     }
 
     #[test]
     fn hours_are_rows_of_days() {
-        let cells = shaded(time_plan(Granularity::Hour, (2024, 3, 1, 5), (2024, 3, 4, 2)));
+        let cells = shaded(time_plan(
+            Granularity::Hour,
+            (2024, 3, 1, 5),
+            (2024, 3, 4, 2),
+        ));
         insta::assert_snapshot!(render(&cells, Layout::Time(Granularity::Hour), false));
     }
 
     #[test]
     fn months_are_rows_of_years() {
-        let cells = shaded(time_plan(Granularity::Month, (2022, 4, 1, 0), (2024, 11, 1, 0)));
+        let cells = shaded(time_plan(
+            Granularity::Month,
+            (2022, 4, 1, 0),
+            (2024, 11, 1, 0),
+        ));
         insta::assert_snapshot!(render(&cells, Layout::Time(Granularity::Month), false));
     }
 
     #[test]
     fn integer_ranges_are_rows_of_fifty() {
         let cells = shaded(plan(&PartitionSpec {
-            scheme: Scheme::IntegerRange { interval: 10, selection: Selection::Range { start: -100, end: 1100 } },
+            scheme: Scheme::IntegerRange {
+                interval: 10,
+                selection: Selection::Range {
+                    start: -100,
+                    end: 1100,
+                },
+            },
             order: Order::OldestFirst,
         }));
         insta::assert_snapshot!(render(&cells, Layout::IntegerRange, false));
@@ -313,7 +354,11 @@ mod tests {
 
     #[test]
     fn colour_uses_ansi_cells_and_letters_do_not() {
-        let cells = shaded(time_plan(Granularity::Month, (2024, 1, 1, 0), (2024, 3, 1, 0)));
+        let cells = shaded(time_plan(
+            Granularity::Month,
+            (2024, 1, 1, 0),
+            (2024, 3, 1, 0),
+        ));
         let coloured = render(&cells, Layout::Time(Granularity::Month), true);
         assert!(coloured.contains("\x1b[32m■\x1b[0m"), "{coloured:?}");
         let plain = render(&cells, Layout::Time(Granularity::Month), false);

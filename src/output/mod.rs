@@ -5,3 +5,4 @@
 pub mod calendar;
 pub mod events;
 pub mod logging;
+pub mod report;

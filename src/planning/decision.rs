@@ -56,6 +56,7 @@ mod tests {
             run_id: "r".into(),
             recorded_at: None,
             max_attempt: 1,
+            error: None,
         }
     }
 

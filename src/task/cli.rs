@@ -47,6 +47,11 @@ pub struct Cli {
     )]
     pub end: Option<String>,
 
+    /// Only these partitions (comma-separated IDs or boundaries, e.g.
+    /// 20240105,20240112); replaces the descriptor's range or list.
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',', num_args = 1.., global = true, allow_negative_numbers = true)]
+    pub partitions: Option<Vec<String>>,
+
     /// Time budget: start no partition after this many seconds; overrides
     /// `max_runtime_seconds`.
     #[arg(long = "max-runtime", value_name = "SECONDS", value_parser = parse_seconds, global = true)]
@@ -76,7 +81,7 @@ pub struct Cli {
 }
 
 /// The subcommands; `run` when none is given.
-#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Subcommand)]
 pub enum Command {
     /// Backfill the selected partitions (the default).
     Run,
@@ -87,10 +92,32 @@ pub enum Command {
         /// Print only this schema (e.g. `descriptor`).
         name: Option<String>,
     },
-    /// Show what a run would do, writing nothing.
-    Plan,
-    /// Show the audit log's view of the job.
-    Status,
+    /// Show what a run would do, writing nothing; dry-runs the query.
+    Plan {
+        /// `table` for people, `json` (JSON Lines) for scripts.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Dry-run every partition to run and show the bytes each would
+        /// read, the total and the on-demand cost.
+        #[arg(long)]
+        estimate: bool,
+        /// On-demand price per TiB for `--estimate`, in dollars.
+        #[arg(long = "price-per-tib", value_name = "USD", default_value_t = 6.25)]
+        price_per_tib: f64,
+    },
+    /// Show the audit log's view of the job: counts, failures, lease, calendar.
+    Status {
+        /// `table` for people, `json` (JSON Lines) for scripts.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// Output format of `plan` and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
 }
 
 impl Cli {
@@ -106,6 +133,7 @@ impl Cli {
             end: self.end.clone(),
             max_runtime: self.max_runtime,
             project: self.project.clone(),
+            partitions: self.partitions.clone(),
         }
     }
 }

@@ -79,7 +79,14 @@ impl Env {
     /// Run the binary to completion.
     pub fn run(&self, descriptor: &Value, args: &[&str]) -> RunResult {
         let child = self.spawn(descriptor, args);
-        wait(child)
+        // `plan` and `status` print tables for people unless asked for JSON.
+        let human = args.iter().any(|a| *a == "plan" || *a == "status")
+            && !args.windows(2).any(|w| w == ["--format", "json"]);
+        if human {
+            wait_human(child)
+        } else {
+            wait(child)
+        }
     }
 
     /// Start the binary; stdout and stderr are piped.
@@ -294,6 +301,19 @@ impl RunResult {
             self.stderr, self.stdout
         );
         self
+    }
+}
+
+/// Like [`wait`], for output meant for people: stdout is not parsed.
+pub fn wait_human(child: Child) -> RunResult {
+    let t0 = Instant::now();
+    let out = child.wait_with_output().expect("binary runs");
+    RunResult {
+        code: out.status.code().unwrap_or(-1),
+        events: Vec::new(),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        elapsed: t0.elapsed(),
     }
 }
 

@@ -290,7 +290,7 @@ async fn plan_and_status_show_what_would_run_and_what_ran_without_writing() {
     let env = Env::demo("2024-09-01", "2024-09-05").await;
     let d = env.descriptor("2024-09-01", "2024-09-05", json!({}));
     // Before any run: everything is new, and plan creates nothing.
-    let plan = env.run(&d, &["plan"]);
+    let plan = env.run(&d, &["plan", "--format", "json"]);
     plan.expect_code(0);
     let lines: Vec<serde_json::Value> = plan
         .stdout
@@ -310,10 +310,26 @@ async fn plan_and_status_show_what_would_run_and_what_ran_without_writing() {
             .is_err(),
         "plan wrote no audit table"
     );
-    assert_eq!(env.stat("jobs.insert"), 0);
+    assert_eq!(
+        env.emu.stats().jobs_created,
+        0,
+        "plan's dry runs create no job"
+    );
+    assert_eq!(
+        lines[4]["summary"]["checks"][0],
+        "the query dry-runs for 20240901 and 20240904"
+    );
+    let status = env.run(&d, &["status"]);
+    status.expect_code(0);
+    assert!(
+        status.stdout.contains("4 partitions: 4 pending"),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains("no run yet"), "{}", status.stdout);
 
     env.run(&d, &["run", "--end", "2024-09-03"]).expect_code(0);
-    let plan = env.run(&d, &["plan"]);
+    let plan = env.run(&d, &["plan", "--format", "json"]);
     let lines: Vec<serde_json::Value> = plan
         .stdout
         .lines()
@@ -333,7 +349,7 @@ async fn plan_and_status_show_what_would_run_and_what_ran_without_writing() {
         ]
     );
 
-    let status = env.run(&d, &["status"]);
+    let status = env.run(&d, &["status", "--format", "json"]);
     status.expect_code(0);
     let lines: Vec<serde_json::Value> = status
         .stdout
@@ -343,7 +359,14 @@ async fn plan_and_status_show_what_would_run_and_what_ran_without_writing() {
     assert_eq!(lines[0]["status"], "SUCCEEDED");
     assert_eq!(lines[0]["current_fingerprint"], true);
     assert_eq!(lines[3]["status"], "PENDING");
-    assert_eq!(lines[4]["summary"], json!({"PENDING": 2, "SUCCEEDED": 2}));
+    assert_eq!(
+        lines[4]["summary"]["counts"],
+        json!({"pending": 2, "succeeded": 2})
+    );
+    assert_eq!(
+        lines[4]["summary"]["lease"]["held"], false,
+        "released at the end of the run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

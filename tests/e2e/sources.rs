@@ -348,7 +348,10 @@ async fn integer_range_partitions() {
     assert_eq!(buckets(&env, "orders_by_bucket"), expected(0, 100));
 
     // `plan` and `status` speak integer ranges too (--start/--end as strings).
-    let p = env.run(&d, &["plan", "--start", "30", "--end", "50"]);
+    let p = env.run(
+        &d,
+        &["plan", "--format", "json", "--start", "30", "--end", "50"],
+    );
     p.expect_code(0);
     let lines: Vec<&Value> = p
         .events
@@ -362,10 +365,25 @@ async fn integer_range_partitions() {
         "demo-project.analytics.orders_by_bucket$40"
     );
     assert!(lines.iter().all(|l| l["action"] == "skip"), "{}", p.stdout);
-    let st = env.run(&d, &["status"]);
+    let st = env.run(&d, &["status", "--format", "json"]);
     st.expect_code(0);
     let summary = st.events.last().unwrap();
-    assert_eq!(summary["summary"]["SUCCEEDED"], 10, "{}", st.stdout);
+    assert_eq!(
+        summary["summary"]["counts"]["succeeded"], 10,
+        "{}",
+        st.stdout
+    );
+    let st = env.run(&d, &["status"]);
+    assert!(
+        st.stdout.contains("10 partitions: 10 succeeded"),
+        "{}",
+        st.stdout
+    );
+    assert!(
+        st.stdout.contains("\n 0 SSSSSSSSSS\n"),
+        "the calendar: {}",
+        st.stdout
+    );
 
     // A table whose range is not a whole number of intervals: the last
     // partition is [90, 95), and @partition_end says so (rows with buckets

@@ -202,8 +202,9 @@ fn parse_leaves_project_and_range_to_resolution() {
         end: Some("2024".into()),
         project: Some("proj-123".into()),
         max_runtime: Some(Duration::from_secs(60)),
+        partitions: None,
     };
-    let s = resolve(d, &|_| None, &o).unwrap();
+    let s = resolve(d.clone(), &|_| None, &o).unwrap();
     let ids: Vec<String> = plan(&s.partitions).into_iter().map(|p| p.id).collect();
     assert_eq!(ids, ["202311", "202312"]);
     assert_eq!(s.max_runtime, Some(Duration::from_secs(60)));
@@ -986,4 +987,28 @@ fn integer_range_sources() {
     let e = err(&v);
     assert_eq!(e.field, "source.load.uris[0]");
     assert!(e.message.contains("applies only to integer_range"), "{e}");
+}
+
+#[test]
+fn dash_dash_partitions_replaces_the_range_and_names_itself_in_errors() {
+    let listed = |ids: &[&str]| Overrides {
+        partitions: Some(ids.iter().map(|s| s.to_string()).collect()),
+        ..Overrides::default()
+    };
+    let d = parse_value(&base()).unwrap();
+    let s = resolve(d.clone(), &|_| None, &listed(&["20240105", "2024-01-02"])).unwrap();
+    let ids: Vec<String> = plan(&s.partitions).into_iter().map(|p| p.id).collect();
+    assert_eq!(ids, ["20240102", "20240105"], "in the run's order");
+
+    let e = resolve_err(&base(), &|_| None, &listed(&["20240105", "20240105"]));
+    assert_eq!(e.field, "--partitions[1]", "{e}");
+    let e = resolve_err(&base(), &|_| None, &listed(&["2024-13-01"]));
+    assert_eq!(e.field, "--partitions[0]", "{e}");
+    let both = Overrides {
+        start: Some("2024-01-01".into()),
+        ..listed(&["20240105"])
+    };
+    let e = resolve_err(&base(), &|_| None, &both);
+    assert_eq!(e.field, "--partitions", "{e}");
+    assert!(e.hint.contains("--start/--end"), "{e}");
 }

@@ -31,6 +31,8 @@ pub struct Overrides {
     pub max_runtime: Option<Duration>,
     /// `--project`: replaces `project` and the environment.
     pub project: Option<String>,
+    /// `--partitions A,B,C`: replaces the range or list with these partitions.
+    pub partitions: Option<Vec<String>>,
 }
 
 /// Resolves a parsed descriptor into run settings: the project from

@@ -156,6 +156,22 @@ impl Builder<'_> {
             (None, None)
         };
 
+        if self.mode == Mode::Resolve
+            && let Some(listed) = self.overrides.partitions.clone()
+        {
+            if o_start.is_some() || o_end.is_some() {
+                self.issue(
+                    "--partitions",
+                    "--partitions cannot be combined with --start/--end",
+                    "give either a range (--start/--end) or a list (--partitions A,B,C)",
+                );
+                return None;
+            }
+            let bounds: Vec<Bound> = listed.iter().map(|s| Bound::from(s.as_str())).collect();
+            return self
+                .list_named(axis, &bounds, "--partitions")
+                .map(Selection::List);
+        }
         if let Some(list) = &p.list {
             let mut ok = true;
             if p.start.is_some() || p.end.is_some() {
@@ -289,9 +305,15 @@ impl Builder<'_> {
         axis: &A,
         list: &[Bound],
     ) -> Option<Vec<A::T>> {
+        self.list_named(axis, list, "partitions.list")
+    }
+
+    /// A list of partitions; `name` is where it came from (`partitions.list`
+    /// or `--partitions`), for the messages.
+    fn list_named<A: Axis>(&mut self, axis: &A, list: &[Bound], name: &str) -> Option<Vec<A::T>> {
         if list.is_empty() {
             self.issue(
-                "partitions.list",
+                name,
                 "the partition list is empty",
                 "list at least one partition, or use `start`/`end`",
             );
@@ -299,7 +321,7 @@ impl Builder<'_> {
         }
         if list.len() > partition::MAX_PARTITIONS {
             self.issue(
-                "partitions.list",
+                name,
                 format!(
                     "the list has {} partitions; a table has at most 10000",
                     list.len()
@@ -312,7 +334,7 @@ impl Builder<'_> {
         let mut seen: BTreeMap<A::T, usize> = BTreeMap::new();
         let mut ok = true;
         for (i, s) in list.iter().enumerate() {
-            let field = format!("partitions.list[{i}]");
+            let field = format!("{name}[{i}]");
             let Some(t) = axis.parse_list_entry(self, &field, s) else {
                 ok = false;
                 continue;
@@ -321,7 +343,7 @@ impl Builder<'_> {
                 self.issue(
                     field,
                     format!(
-                        "`{s}` repeats partition `{}` (partitions.list[{first}])",
+                        "`{s}` repeats partition `{}` ({name}[{first}])",
                         list[*first]
                     ),
                     "list each partition once",

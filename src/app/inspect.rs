@@ -1,0 +1,346 @@
+//! `plan` and `status`: read the destination and the audit log, dry-run the
+//! query, write nothing. Tables for people by default (`output::report`),
+//! JSON Lines with `--format json`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::bq::BigQuery;
+use crate::engine::checkpoint::{Checkpoints, PartitionState, Status};
+use crate::engine::failure::RunFailure;
+use crate::engine::lease;
+use crate::engine::preflight;
+use crate::exit;
+use crate::output::calendar::{Layout, Shade};
+use crate::output::report::{self, LeaseView, PartitionView, PlanRow, PlanView, StatusView};
+use crate::planning::decision::{self, Decision};
+use crate::planning::partition::{self, Partition, Scheme};
+use crate::planning::{fingerprint, strategy};
+use crate::task::cli::Format;
+use crate::task::settings::{Settings, Source};
+
+/// Dry runs in flight at once for `plan --estimate`.
+const ESTIMATE_PARALLELISM: usize = 8;
+
+/// What `plan` was asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    pub format: Format,
+    pub estimate: bool,
+    pub price_per_tib: f64,
+}
+
+/// The latest audit state per partition; none before the first run.
+async fn read_states(
+    bq: &BigQuery,
+    settings: &Settings,
+) -> Result<(bool, HashMap<String, PartitionState>), RunFailure> {
+    let cp = Checkpoints::new(
+        bq.clone(),
+        settings.checkpoint_table.clone(),
+        &settings.job,
+        "read-only",
+    );
+    if !cp.exists().await? {
+        return Ok((false, HashMap::new()));
+    }
+    Ok((true, cp.latest_states().await?))
+}
+
+/// `plan`: what a run would do with each partition, and why.
+pub async fn plan_command(
+    settings: Settings,
+    bq: BigQuery,
+    opts: PlanOptions,
+    out: &mut dyn Write,
+) -> Result<i32, RunFailure> {
+    preflight::preflight(&bq, &settings).await?;
+    let (_, states) = read_states(&bq, &settings).await?;
+    let fp = fingerprint::fingerprint(&settings);
+    let plan = partition::plan(&settings.partitions);
+    let checks = query_checks(&bq, &settings, &plan).await?;
+    let mut rows: Vec<PlanRow> = plan
+        .into_iter()
+        .map(|p| {
+            let (action, reason) = match decision::decide(states.get(&p.id), &fp) {
+                Decision::Skip(r) => ("skip", wire_name(&r)),
+                Decision::Run(r) => ("run", wire_name(&r)),
+            };
+            PlanRow {
+                partition: p,
+                action,
+                reason,
+                bytes: None,
+            }
+        })
+        .collect();
+    if opts.estimate {
+        estimate(&bq, &settings, &mut rows).await?;
+    }
+    match opts.format {
+        Format::Json => plan_json(&settings, &rows, &states, &fp, &checks, out),
+        Format::Table => {
+            let view = PlanView {
+                job: settings.job.clone(),
+                destination: settings.destination.to_string(),
+                granularity: settings.partitions.granularity_name().to_string(),
+                fingerprint: fp,
+                rows,
+                checks,
+                price_per_tib: opts.estimate.then_some(opts.price_per_tib),
+            };
+            let _ = out.write_all(report::plan_text(&view).as_bytes());
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn wire_name(reason: &impl serde::Serialize) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn plan_json(
+    settings: &Settings,
+    rows: &[PlanRow],
+    states: &HashMap<String, PartitionState>,
+    fp: &str,
+    checks: &[String],
+    out: &mut dyn Write,
+) {
+    for r in rows {
+        let state = states.get(&r.partition.id);
+        let mut line = json!({
+            "partition": r.partition.id,
+            "destination": settings.destination.partition(&r.partition.id).to_string(),
+            "action": r.action,
+            "reason": r.reason,
+            "last_status": state.map(|s| s.status.as_str()),
+            "last_bq_job_id": state.and_then(|s| s.bq_job_id.clone()),
+        });
+        if let Some(b) = r.bytes {
+            line["estimated_bytes_processed"] = json!(b);
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let to_run = rows.iter().filter(|r| r.action == "run").count();
+    let mut summary = json!({"partitions_total": rows.len(), "to_run": to_run, "to_skip": rows.len() - to_run, "fingerprint": fp, "checks": checks});
+    if rows.iter().any(|r| r.bytes.is_some()) {
+        summary["estimated_bytes_processed"] =
+            json!(rows.iter().filter_map(|r| r.bytes).sum::<i64>());
+    }
+    let _ = writeln!(out, "{}", json!({"summary": summary}));
+}
+
+/// Dry-runs the query for the first and last partitions: a syntax error or a
+/// missing column is a configuration error (78) with BigQuery's message.
+/// Returns what was checked, and warnings about the query's filters.
+pub async fn query_checks(
+    bq: &BigQuery,
+    settings: &Settings,
+    plan: &[Partition],
+) -> Result<Vec<String>, RunFailure> {
+    let Source::Query { sql } = &settings.source else {
+        return Ok(vec!["no query to dry-run (load or copy source)".into()]);
+    };
+    let (Some(first), Some(last)) = (plan.first(), plan.last()) else {
+        return Ok(Vec::new());
+    };
+    let strategy = strategy::for_settings(settings);
+    let mut ids = vec![first];
+    if last.id != first.id {
+        ids.push(last);
+    }
+    for p in &ids {
+        if let Err(e) = bq.dry_run(&strategy.job(p)).await {
+            if e.is_transient() || e.is_permission() {
+                return Err(e.into());
+            }
+            return Err(RunFailure::Config {
+                message: format!("the query does not dry-run for partition {}: {e}", p.id),
+                hint: Some("fix the query; it receives @partition_id, @partition_start and @partition_end (and @partition_date for time partitions) as parameters".into()),
+            });
+        }
+    }
+    let shown: Vec<&str> = ids.iter().map(|p| p.id.as_str()).collect();
+    let mut checks = vec![format!("the query dry-runs for {}", shown.join(" and "))];
+    checks.extend(filter_warning(sql));
+    Ok(checks)
+}
+
+/// A query that bounds its rows on one side only writes rows outside its
+/// partition, which BigQuery refuses at run time.
+fn filter_warning(sql: &str) -> Option<String> {
+    let has = |name: &str| sql.contains(&format!("@{name}"));
+    let (start, end) = (has("partition_start"), has("partition_end"));
+    (start != end).then(|| {
+        let (used, missing) = if start { ("partition_start", "partition_end") } else { ("partition_end", "partition_start") };
+        format!(
+            "warning: the query uses @{used} but not @{missing}: rows outside a partition make its job fail (\"rows belong to different partitions\"); filter on both: `WHERE col >= @partition_start AND col < @partition_end`"
+        )
+    })
+}
+
+/// Dry-runs every partition to run, a few at a time, for its bytes.
+async fn estimate(
+    bq: &BigQuery,
+    settings: &Settings,
+    rows: &mut [PlanRow],
+) -> Result<(), RunFailure> {
+    let strategy: Arc<dyn strategy::WriteStrategy> = Arc::from(strategy::for_settings(settings));
+    let gate = Arc::new(Semaphore::new(ESTIMATE_PARALLELISM));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, row) in rows.iter().enumerate().filter(|(_, r)| r.action == "run") {
+        let (bq, strategy, gate, p) = (
+            bq.clone(),
+            strategy.clone(),
+            gate.clone(),
+            row.partition.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            (i, bq.dry_run(&strategy.job(&p)).await)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (i, bytes) = done.map_err(|e| RunFailure::Config {
+            message: format!("an estimate task failed: {e}"),
+            hint: None,
+        })?;
+        rows[i].bytes = Some(bytes?);
+    }
+    Ok(())
+}
+
+/// `status`: the audit log's view of the job. Before the first run, every
+/// partition is pending (exit 0).
+pub async fn status_command(
+    settings: Settings,
+    bq: BigQuery,
+    format: Format,
+    colour: bool,
+    out: &mut dyn Write,
+) -> Result<i32, RunFailure> {
+    let (audit_exists, states) = read_states(&bq, &settings).await?;
+    let lease = if audit_exists {
+        read_lease(&bq, &settings).await?
+    } else {
+        None
+    };
+    let fp = fingerprint::fingerprint(&settings);
+    let partitions = partition::plan(&settings.partitions)
+        .into_iter()
+        .map(|p| {
+            let st = states.get(&p.id);
+            PartitionView {
+                shade: shade(st, &fp),
+                attempts: st.map_or(0, |s| s.max_attempt.max(s.attempt)),
+                bq_job_id: st.and_then(|s| s.bq_job_id.clone()),
+                run_id: st.map(|s| s.run_id.clone()),
+                recorded_at: st.and_then(|s| s.recorded_at),
+                error: st
+                    .and_then(|s| s.error.clone())
+                    .filter(|_| st.is_some_and(|s| s.status == Status::Failed)),
+                partition: p,
+            }
+        })
+        .collect();
+    let layout = match &settings.partitions.scheme {
+        Scheme::Time { granularity, .. } => Layout::Time(*granularity),
+        Scheme::IntegerRange { .. } => Layout::IntegerRange,
+    };
+    let view = StatusView {
+        job: settings.job.clone(),
+        destination: settings.destination.to_string(),
+        audit_table: settings.checkpoint_table.to_string(),
+        audit_exists,
+        partitions,
+        layout,
+        lease,
+    };
+    match format {
+        Format::Json => status_json(&view, out),
+        Format::Table => {
+            let _ = out.write_all(report::status_text(&view, colour).as_bytes());
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn shade(state: Option<&PartitionState>, fp: &str) -> Shade {
+    match state.map(|s| (s.status, s.fingerprint.as_deref() == Some(fp))) {
+        None => Shade::Pending,
+        Some((Status::Succeeded, true)) => Shade::Succeeded,
+        Some((Status::Succeeded, false)) => Shade::Stale,
+        Some((Status::Running, _)) => Shade::Running,
+        Some((Status::Failed, _)) => Shade::Failed,
+        Some((Status::Cancelled, _)) => Shade::Cancelled,
+    }
+}
+
+async fn read_lease(bq: &BigQuery, settings: &Settings) -> Result<Option<LeaseView>, RunFailure> {
+    let table = lease::lease_table(&settings.checkpoint_table);
+    let exists = bq.get_table(&table).await.map_err(|source| {
+        crate::engine::checkpoint::CheckpointError::Api {
+            table: table.to_string(),
+            source,
+        }
+    })?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let log = lease::LeaseLog::new(
+        bq.clone(),
+        &settings.checkpoint_table,
+        &settings.job,
+        "read-only",
+    );
+    Ok(lease::current(&log).await?.map(|row| LeaseView {
+        live: row.is_live(Utc::now()),
+        held: row.status == lease::LeaseStatus::Held,
+        run_id: row.run_id,
+        expires_at: row.expires_at,
+    }))
+}
+
+fn status_json(v: &StatusView, out: &mut dyn Write) {
+    for p in &v.partitions {
+        let status = match p.shade {
+            Shade::Succeeded | Shade::Stale => "SUCCEEDED",
+            Shade::Running => "RUNNING",
+            Shade::Failed => "FAILED",
+            Shade::Cancelled => "CANCELLED",
+            Shade::Pending => "PENDING",
+        };
+        let line = json!({
+            "partition": p.partition.id,
+            "status": status,
+            "state": p.shade.name(),
+            "current_fingerprint": p.shade == Shade::Succeeded,
+            "attempts": p.attempts,
+            "bq_job_id": p.bq_job_id,
+            "run_id": p.run_id,
+            "recorded_at": p.recorded_at.map(|t| t.to_rfc3339()),
+            "error": p.error,
+        });
+        let _ = writeln!(out, "{line}");
+    }
+    let counts: serde_json::Map<String, serde_json::Value> = v
+        .counts()
+        .iter()
+        .map(|(s, n)| (s.name().to_string(), json!(n)))
+        .collect();
+    let lease = v.lease.as_ref().map(|l| json!({"run_id": l.run_id, "held": l.live, "expires_at": l.expires_at.map(|t| t.to_rfc3339())}));
+    let last_run = v
+        .last_run()
+        .map(|(run, at)| json!({"run_id": run, "recorded_at": at.to_rfc3339()}));
+    let summary = json!({"partitions_total": v.partitions.len(), "counts": counts, "audit_table_exists": v.audit_exists, "lease": lease, "last_run": last_run});
+    let _ = writeln!(out, "{}", json!({"summary": summary}));
+}

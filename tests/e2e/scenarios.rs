@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bq_emulator::{JobMatcher, demo};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::*;
 
@@ -499,4 +499,48 @@ async fn the_audit_log_holds_partition_rows_only_and_the_lease_has_its_own_table
     assert_eq!(statuses.first().map(String::as_str), Some("HELD"));
     assert_eq!(statuses.last().map(String::as_str), Some("RELEASED"));
     assert!(lease.iter().all(|r| s(&r["job"]) == "events_daily"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_catches_a_broken_query_before_any_partition_runs() {
+    let env = Env::demo("2024-09-01", "2024-09-05").await;
+    let broken = demo::DAILY_QUERY.replace("COUNT(*) AS events", "COUNT(*) AS events, no_such_column");
+    let d = env.descriptor("2024-09-01", "2024-09-05", json!({"source": {"query": broken}}));
+    let plan = env.run(&d, &["plan"]);
+    plan.expect_code(78);
+    assert!(plan.stderr.contains("does not dry-run for partition 20240901"), "{}", plan.stderr);
+    assert!(plan.stderr.contains("no_such_column"), "BigQuery's message: {}", plan.stderr);
+    assert!(plan.stderr.contains("hint: fix the query"), "{}", plan.stderr);
+    assert_eq!(env.emu.stats().jobs_created, 0);
+
+    // One-sided filters are legal SQL but write rows outside the partition: plan warns.
+    let one_sided = demo::DAILY_QUERY.replace(" AND event_ts < @partition_end", "");
+    let d = env.descriptor("2024-09-01", "2024-09-05", json!({"source": {"query": one_sided}}));
+    let plan = env.run(&d, &["plan"]);
+    plan.expect_code(0);
+    assert!(plan.stdout.contains("warning: the query uses @partition_start but not @partition_end"), "{}", plan.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_estimate_prices_each_partition_to_run_and_partitions_picks_some() {
+    let env = Env::demo("2024-09-01", "2024-09-05").await;
+    let d = env.descriptor("2024-09-01", "2024-09-05", json!({}));
+    env.run(&d, &["run", "--partitions", "20240902"]).expect_code(0);
+    assert_eq!(env.latest_status().keys().collect::<Vec<_>>(), vec!["20240902"]);
+
+    let plan = env.run(&d, &["plan", "--estimate", "--format", "json"]);
+    plan.expect_code(0);
+    let rows: Vec<&Value> = plan.events.iter().filter(|e| e.get("partition").is_some()).collect();
+    let estimated: Vec<bool> = rows.iter().map(|r| r.get("estimated_bytes_processed").is_some()).collect();
+    assert_eq!(estimated, [true, false, true, true], "only partitions to run are dry-run");
+    assert!(rows[0]["estimated_bytes_processed"].as_i64().unwrap() > 0);
+    let human = env.run(&d, &["plan", "--estimate", "--price-per-tib", "5"]);
+    assert!(human.stdout.contains("BYTES READ") && human.stdout.contains("at $5.00/TiB"), "{}", human.stdout);
+
+    let picked = env.run(&d, &["plan", "--partitions", "20240903,20240901", "--format", "json"]);
+    let ids: Vec<&str> = picked.events.iter().filter_map(|e| e["partition"].as_str()).collect();
+    assert_eq!(ids, ["20240901", "20240903"]);
+    let both = env.run(&d, &["plan", "--partitions", "20240903", "--start", "2024-09-01"]);
+    both.expect_code(65);
+    assert!(both.stderr.contains("--partitions"), "{}", both.stderr);
 }

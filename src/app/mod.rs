@@ -16,6 +16,7 @@ use crate::engine::failure::RunFailure;
 use crate::engine::runner::{self, RunContext, RunOutcome};
 use crate::exit::{self, ErrorKind};
 use crate::output::events::{Emitter, Event, EventSink, JsonLinesSink, RunError, RunStatus};
+use crate::output::progress::ProgressSink;
 use crate::planning::partition;
 use crate::task::cli::Command;
 use crate::task::settings::Settings;
@@ -90,6 +91,7 @@ where
     let api = ApiOptions {
         api_endpoint: cli.api_endpoint.clone(),
         force_unlock: cli.force_unlock,
+        progress_bar: crate::output::progress::wanted(&env, cli.quiet),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -118,6 +120,8 @@ where
 pub struct ApiOptions {
     pub api_endpoint: Option<String>,
     pub force_unlock: bool,
+    /// Draw a progress bar on stderr (a terminal, not `-q`, not `TERM=dumb`).
+    pub progress_bar: bool,
 }
 
 /// A run ID: sortable by time, unique, valid as a BigQuery label value.
@@ -151,7 +155,12 @@ pub async fn run_command(
 ) -> i32 {
     let started = Instant::now();
     let run_id = new_run_id();
-    let sinks: Vec<Box<dyn EventSink>> = vec![Box::new(JsonLinesSink::new(stdout))];
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    if api.progress_bar {
+        // Before the JSON sink: its summary line must precede `run_finished`.
+        sinks.push(Box::new(ProgressSink::new(colour_allowed(env))));
+    }
+    sinks.push(Box::new(JsonLinesSink::new(stdout)));
     let emitter = Emitter::new(&run_id, &settings.job, sinks);
     tracing::info!(run_id = %run_id, job = %settings.job, destination = %settings.destination, "starting");
 
@@ -198,7 +207,7 @@ pub async fn run_command(
             run_guarded(ctx, total).await
         }
     };
-    finish(&emitter, &outcome, started);
+    finish(&emitter, &outcome, started, !api.progress_bar);
     outcome.exit_code
 }
 
@@ -233,8 +242,9 @@ async fn run_guarded(ctx: RunContext, total: usize) -> RunOutcome {
     }
 }
 
-/// Log the outcome, then emit `run_finished` as the last line.
-fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant) {
+/// Log the outcome, then emit `run_finished` as the last line. With a
+/// progress bar, its own summary line replaces the log's.
+fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant, log_summary: bool) {
     match &o.error {
         Some(e) => {
             tracing::error!("{}", e.message);
@@ -242,14 +252,10 @@ fn finish(emitter: &Emitter, o: &RunOutcome, started: Instant) {
                 tracing::error!("hint: {h}");
             }
         }
+        None if !log_summary => {}
         None => tracing::info!(
-            status = ?o.status,
-            succeeded = o.succeeded,
-            skipped = o.skipped,
-            failed = o.failed,
-            pending = o.pending,
-            "finished in {:.1?}",
-            started.elapsed()
+            "{}",
+            crate::output::progress::summary(&o.finished_event(started.elapsed()), false)
         ),
     }
     crate::output::logging::close();
@@ -317,5 +323,5 @@ async fn inspect(
 
 /// `NO_COLOR` (set and non-empty) and `TERM=dumb` turn colour off.
 pub fn colour_allowed(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    !env("NO_COLOR").is_some_and(|v| !v.is_empty()) && env("TERM").as_deref() != Some("dumb")
+    env("NO_COLOR").is_none_or(|v| v.is_empty()) && env("TERM").as_deref() != Some("dumb")
 }

@@ -211,11 +211,6 @@ where
         let delay = backoff_delay(policy, attempt - 1, &mut rand::rng())
             .max(err.retry_after().unwrap_or_default())
             .min(remaining);
-        tracing::info!(
-            "bigquery {operation}: {} (attempt {attempt}); retrying in {:.1} s",
-            err.reason(),
-            delay.as_secs_f64()
-        );
         if let Some(observe) = observer {
             observe(&RetryNotice {
                 operation,
@@ -225,6 +220,13 @@ where
                 next_at: Utc::now()
                     + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
             });
+        } else {
+            // Nobody else reports it (plan, status): say what is being waited for.
+            tracing::warn!(
+                "bigquery {operation}: {} (attempt {attempt}); retrying in {:.1} s",
+                err.reason(),
+                delay.as_secs_f64()
+            );
         }
         tokio::time::sleep(delay).await;
     }

@@ -18,10 +18,13 @@ static CLOSED: AtomicBool = AtomicBool::new(false);
 const NO_SECRETS: &str = "yup_oauth2=off";
 
 /// Set up logging on stderr. `RUST_LOG` wins over the flags.
+/// With a progress bar, per-partition lines are left to `-v`: the bar says it.
 pub fn init(verbose: u8, quiet: bool, env: &dyn Fn(&str) -> Option<String>) {
     use tracing_subscriber::EnvFilter;
+    let bar = crate::output::progress::wanted(env, quiet);
     let default = match (quiet, verbose) {
         (true, _) => "warn",
+        (false, 0) if bar => "warn",
         (false, 0) => "info",
         (false, 1) => "bq_backfill=debug,info",
         (false, _) => "trace",
@@ -58,11 +61,36 @@ pub fn is_closed() -> bool {
     CLOSED.load(Ordering::SeqCst)
 }
 
-fn gated_stderr() -> OptionalWriter<io::Stderr> {
+fn gated_stderr() -> OptionalWriter<EventLine> {
     if is_closed() {
         OptionalWriter::none()
     } else {
-        OptionalWriter::some(io::stderr())
+        OptionalWriter::some(EventLine(Vec::new()))
+    }
+}
+
+/// One log event, written to stderr in one piece when dropped — above the
+/// progress bar if one is drawn.
+struct EventLine(Vec<u8>);
+
+impl io::Write for EventLine {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventLine {
+    fn drop(&mut self) {
+        if !self.0.is_empty() && !is_closed() {
+            crate::output::progress::suspended(|| {
+                let _ = io::Write::write_all(&mut io::stderr(), &self.0);
+            });
+        }
     }
 }
 

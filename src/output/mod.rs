@@ -5,4 +5,5 @@
 pub mod calendar;
 pub mod events;
 pub mod logging;
+pub mod progress;
 pub mod report;

@@ -504,43 +504,193 @@ async fn the_audit_log_holds_partition_rows_only_and_the_lease_has_its_own_table
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_catches_a_broken_query_before_any_partition_runs() {
     let env = Env::demo("2024-09-01", "2024-09-05").await;
-    let broken = demo::DAILY_QUERY.replace("COUNT(*) AS events", "COUNT(*) AS events, no_such_column");
-    let d = env.descriptor("2024-09-01", "2024-09-05", json!({"source": {"query": broken}}));
+    let broken =
+        demo::DAILY_QUERY.replace("COUNT(*) AS events", "COUNT(*) AS events, no_such_column");
+    let d = env.descriptor(
+        "2024-09-01",
+        "2024-09-05",
+        json!({"source": {"query": broken}}),
+    );
     let plan = env.run(&d, &["plan"]);
     plan.expect_code(78);
-    assert!(plan.stderr.contains("does not dry-run for partition 20240901"), "{}", plan.stderr);
-    assert!(plan.stderr.contains("no_such_column"), "BigQuery's message: {}", plan.stderr);
-    assert!(plan.stderr.contains("hint: fix the query"), "{}", plan.stderr);
+    assert!(
+        plan.stderr
+            .contains("does not dry-run for partition 20240901"),
+        "{}",
+        plan.stderr
+    );
+    assert!(
+        plan.stderr.contains("no_such_column"),
+        "BigQuery's message: {}",
+        plan.stderr
+    );
+    assert!(
+        plan.stderr.contains("hint: fix the query"),
+        "{}",
+        plan.stderr
+    );
     assert_eq!(env.emu.stats().jobs_created, 0);
 
     // One-sided filters are legal SQL but write rows outside the partition: plan warns.
     let one_sided = demo::DAILY_QUERY.replace(" AND event_ts < @partition_end", "");
-    let d = env.descriptor("2024-09-01", "2024-09-05", json!({"source": {"query": one_sided}}));
+    let d = env.descriptor(
+        "2024-09-01",
+        "2024-09-05",
+        json!({"source": {"query": one_sided}}),
+    );
     let plan = env.run(&d, &["plan"]);
     plan.expect_code(0);
-    assert!(plan.stdout.contains("warning: the query uses @partition_start but not @partition_end"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("warning: the query uses @partition_start but not @partition_end"),
+        "{}",
+        plan.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_estimate_prices_each_partition_to_run_and_partitions_picks_some() {
     let env = Env::demo("2024-09-01", "2024-09-05").await;
     let d = env.descriptor("2024-09-01", "2024-09-05", json!({}));
-    env.run(&d, &["run", "--partitions", "20240902"]).expect_code(0);
-    assert_eq!(env.latest_status().keys().collect::<Vec<_>>(), vec!["20240902"]);
+    env.run(&d, &["run", "--partitions", "20240902"])
+        .expect_code(0);
+    assert_eq!(
+        env.latest_status().keys().collect::<Vec<_>>(),
+        vec!["20240902"]
+    );
 
     let plan = env.run(&d, &["plan", "--estimate", "--format", "json"]);
     plan.expect_code(0);
-    let rows: Vec<&Value> = plan.events.iter().filter(|e| e.get("partition").is_some()).collect();
-    let estimated: Vec<bool> = rows.iter().map(|r| r.get("estimated_bytes_processed").is_some()).collect();
-    assert_eq!(estimated, [true, false, true, true], "only partitions to run are dry-run");
+    let rows: Vec<&Value> = plan
+        .events
+        .iter()
+        .filter(|e| e.get("partition").is_some())
+        .collect();
+    let estimated: Vec<bool> = rows
+        .iter()
+        .map(|r| r.get("estimated_bytes_processed").is_some())
+        .collect();
+    assert_eq!(
+        estimated,
+        [true, false, true, true],
+        "only partitions to run are dry-run"
+    );
     assert!(rows[0]["estimated_bytes_processed"].as_i64().unwrap() > 0);
     let human = env.run(&d, &["plan", "--estimate", "--price-per-tib", "5"]);
-    assert!(human.stdout.contains("BYTES READ") && human.stdout.contains("at $5.00/TiB"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("BYTES READ") && human.stdout.contains("at $5.00/TiB"),
+        "{}",
+        human.stdout
+    );
 
-    let picked = env.run(&d, &["plan", "--partitions", "20240903,20240901", "--format", "json"]);
-    let ids: Vec<&str> = picked.events.iter().filter_map(|e| e["partition"].as_str()).collect();
+    let picked = env.run(
+        &d,
+        &[
+            "plan",
+            "--partitions",
+            "20240903,20240901",
+            "--format",
+            "json",
+        ],
+    );
+    let ids: Vec<&str> = picked
+        .events
+        .iter()
+        .filter_map(|e| e["partition"].as_str())
+        .collect();
     assert_eq!(ids, ["20240901", "20240903"]);
-    let both = env.run(&d, &["plan", "--partitions", "20240903", "--start", "2024-09-01"]);
+    let both = env.run(
+        &d,
+        &["plan", "--partitions", "20240903", "--start", "2024-09-01"],
+    );
     both.expect_code(65);
     assert!(both.stderr.contains("--partitions"), "{}", both.stderr);
+}
+
+/// Runs the binary under `script`, so stdin, stdout and stderr are a terminal.
+fn run_in_pty(env: &Env, descriptor: &Value, extra_env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let task = dir.path().join("task.json");
+    std::fs::write(&task, descriptor.to_string()).unwrap();
+    let events = dir.path().join("events.jsonl");
+    let cmd = format!("{BIN} run --task {} > {}", task.display(), events.display());
+    let mut c = std::process::Command::new("script");
+    c.args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env("BIGQUERY_EMULATOR_HOST", env.host())
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("script runs");
+    assert!(out.status.success(), "{out:?}");
+    let last = std::fs::read_to_string(&events).unwrap();
+    assert!(
+        last.lines().last().unwrap().contains("\"run_finished\""),
+        "events still go to stdout"
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The screen's text without SGR colour sequences.
+fn plain(screen: &str) -> String {
+    let mut out = String::new();
+    let mut chars = screen.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_run_draws_a_progress_bar_and_ends_with_a_summary() {
+    let env = Env::demo("2024-01-01", "2024-01-09").await;
+    let d = env.descriptor("2024-01-01", "2024-01-09", json!({}));
+    let screen = run_in_pty(&env, &d, &[]);
+    let text = plain(&screen);
+    assert!(
+        text.contains("] 3/8 20240104 · "),
+        "done/total and the current partition: {text:?}"
+    );
+    assert!(
+        text.contains("ETA") && text.contains("/s"),
+        "ETA and rate: {text:?}"
+    );
+    assert!(
+        !text.contains("0/0"),
+        "no bar before the plan is known: {text:?}"
+    );
+    assert!(
+        screen.contains("\x1b[32m✔\x1b[0m succeeded: 8 succeeded"),
+        "a coloured summary: {screen:?}"
+    );
+    assert!(
+        !screen.contains("INFO"),
+        "per-partition log lines are left to -v: {screen:?}"
+    );
+
+    // NO_COLOR: the same bar and summary without colour.
+    let env = Env::demo("2024-01-01", "2024-01-04").await;
+    let d = env.descriptor("2024-01-01", "2024-01-04", json!({}));
+    let screen = run_in_pty(&env, &d, &[("NO_COLOR", "1")]);
+    assert!(screen.contains("✔ succeeded: 3 succeeded"), "{screen:?}");
+    assert!(!screen.contains("\x1b[32m"), "no colour: {screen:?}");
+
+    // TERM=dumb: no bar, plain log lines.
+    let env = Env::demo("2024-01-01", "2024-01-04").await;
+    let screen = run_in_pty(&env, &d, &[("TERM", "dumb")]);
+    assert!(!screen.contains("ETA"), "no bar: {screen:?}");
+    assert!(
+        screen.contains("INFO") && screen.contains("succeeded: 3 succeeded"),
+        "{screen:?}"
+    );
 }

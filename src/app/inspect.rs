@@ -188,6 +188,39 @@ fn filter_warning(sql: &str) -> Option<String> {
     })
 }
 
+/// `validate --dry-run`: the offline checks passed; now the destination's
+/// partitioning and a dry run of the query. Prints `validate`'s JSON line
+/// with the checks; a failure is `{"valid": false, ...}` and its exit code.
+pub async fn validate_dry_run(
+    settings: Settings,
+    bq: BigQuery,
+    out: &mut dyn Write,
+) -> Result<i32, RunFailure> {
+    let checked = async {
+        preflight::preflight(&bq, &settings).await?;
+        query_checks(&bq, &settings, &partition::plan(&settings.partitions)).await
+    };
+    match checked.await {
+        Ok(checks) => {
+            let mut line = crate::task::load::summary(&settings);
+            line["dry_run"] = json!({"checks": checks});
+            let _ = writeln!(out, "{line}");
+            Ok(exit::OK)
+        }
+        Err(f) => {
+            let e = f.to_run_error();
+            let field = if e.message.starts_with("the query") {
+                "source.query"
+            } else {
+                "destination"
+            };
+            let line = json!({"valid": false, "exit_code": f.exit_code(), "errors": [{"field": field, "message": e.message, "hint": e.hint}]});
+            let _ = writeln!(out, "{line}");
+            Err(f)
+        }
+    }
+}
+
 /// Dry-runs every partition to run, a few at a time, for its bytes.
 async fn estimate(
     bq: &BigQuery,

@@ -50,7 +50,7 @@ where
                 &mut stderr.lock(),
             );
         }
-        Command::Validate => {
+        Command::Validate { dry_run: false } => {
             return crate::task::load::validate_command(
                 &cli,
                 io::stdin(),
@@ -59,13 +59,20 @@ where
                 &mut stderr.lock(),
             );
         }
-        Command::Run | Command::Plan { .. } | Command::Status { .. } => {}
+        Command::Run
+        | Command::Plan { .. }
+        | Command::Status { .. }
+        | Command::Validate { dry_run: true } => {}
     }
     let settings = match crate::task::load::load_settings(&cli, io::stdin(), &env) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(stderr.lock(), "error: {e}");
             let _ = stderr.lock().flush();
+            if matches!(command, Command::Validate { .. }) {
+                let line = serde_json::json!({"valid": false, "exit_code": e.exit_code(), "errors": e.to_json()});
+                let _ = writeln!(stdout.lock(), "{line}");
+            }
             if command == Command::Run {
                 let first = e.to_json().get(0).cloned().unwrap_or_default();
                 let message = first["message"]
@@ -308,6 +315,7 @@ async fn inspect(
                 let colour = colour_allowed(env) && io::IsTerminal::is_terminal(&io::stdout());
                 inspect::status_command(settings, bq, format, colour, &mut out).await
             }
+            Command::Validate { .. } => inspect::validate_dry_run(settings, bq, &mut out).await,
             _ => unreachable!("run, schema and validate are handled elsewhere"),
         },
     };

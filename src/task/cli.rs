@@ -86,7 +86,12 @@ pub enum Command {
     /// Backfill the selected partitions (the default).
     Run,
     /// Check the descriptor offline and print a one-line JSON summary.
-    Validate,
+    Validate {
+        /// Also check against BigQuery: the destination's partitioning, and a
+        /// dry run of the query for the first and last partitions.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+    },
     /// Print the JSON Schemas of bq-backfill's input and output.
     Schema {
         /// Print only this schema (e.g. `descriptor`).
@@ -204,7 +209,7 @@ mod tests {
             &["validate", "--task", "t.json", "--start", "2024-01-01"][..],
         ] {
             let cli = parse(args).unwrap();
-            assert_eq!(cli.command(), Command::Validate);
+            assert_eq!(cli.command(), Command::Validate { dry_run: false });
             assert_eq!(cli.task, Some(PathBuf::from("t.json")));
             assert_eq!(cli.start.as_deref(), Some("2024-01-01"));
         }

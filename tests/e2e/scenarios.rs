@@ -694,3 +694,38 @@ async fn at_a_terminal_run_draws_a_progress_bar_and_ends_with_a_summary() {
         "{screen:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_dry_run_checks_the_query_against_bigquery() {
+    let env = Env::demo("2024-09-01", "2024-09-05").await;
+    let d = env.descriptor("2024-09-01", "2024-09-05", json!({}));
+    let ok = env.run(&d, &["validate", "--dry-run"]);
+    ok.expect_code(0);
+    assert_eq!(ok.events[0]["valid"], true);
+    assert_eq!(
+        ok.events[0]["dry_run"]["checks"][0],
+        "the query dry-runs for 20240901 and 20240904"
+    );
+
+    let broken = demo::DAILY_QUERY.replace(
+        "FROM `demo-project.raw.events`",
+        "FROM `demo-project.raw.nope`",
+    );
+    let d = env.descriptor(
+        "2024-09-01",
+        "2024-09-05",
+        json!({"source": {"query": broken}}),
+    );
+    let bad = env.run(&d, &["validate", "--dry-run"]);
+    bad.expect_code(78);
+    let error = &bad.events[0]["errors"][0];
+    assert_eq!(bad.events[0]["valid"], false);
+    assert_eq!(error["field"], "source.query");
+    assert!(
+        error["message"].as_str().unwrap().contains("nope"),
+        "{error}"
+    );
+    assert_eq!(env.emu.stats().jobs_created, 0);
+    // Offline, the same descriptor is valid: only BigQuery knows the table is missing.
+    env.run(&d, &["validate"]).expect_code(0);
+}

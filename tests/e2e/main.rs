@@ -9,4 +9,5 @@ mod auth;
 mod faults;
 mod harness;
 mod scenarios;
+mod snapshots;
 mod sources;

@@ -8,6 +8,7 @@
 
 mod check;
 mod functions;
+mod prune;
 mod rewrite;
 #[cfg(test)]
 mod tests;
@@ -47,6 +48,18 @@ pub trait TableSource: Send + Sync {
 
     /// The GoogleSQL query of a view, `None` if the name is not a view. `table` may carry a decorator.
     fn view(&self, _project: &str, _dataset: &str, _table: &str) -> Option<String> {
+        None
+    }
+
+    /// For a table partitioned on a column (and not decorated): the column
+    /// and each partition's batches, so that filters on it prune partitions
+    /// from `totalBytesProcessed`.
+    fn partitioned(
+        &self,
+        _project: &str,
+        _dataset: &str,
+        _table: &str,
+    ) -> Option<(String, Vec<Vec<RecordBatch>>)> {
         None
     }
 }
@@ -204,6 +217,7 @@ async fn run_inner(
         ctx.register_udf(functions::udf(kind));
     }
     let mut total_bytes_processed = 0u64;
+    let mut prunable = HashMap::new();
     let mut columns = Vec::new();
     let mut referenced_tables: Vec<(String, String, String)> = Vec::new();
     for (p, d, t) in &rewritten.tables {
@@ -231,7 +245,17 @@ async fn run_inner(
                 message: format!("Not found: Table {p}:{d}.{t} was not found in location US"),
             });
         };
-        total_bytes_processed += batches.iter().map(logical_bytes).sum::<u64>();
+        match tables.partitioned(p, d, t) {
+            Some((column, partitions)) => {
+                let part = prune::Partitioned {
+                    schema: schema.clone(),
+                    column,
+                    partitions,
+                };
+                prunable.insert((p.clone(), d.clone(), t.clone()), part);
+            }
+            None => total_bytes_processed += batches.iter().map(logical_bytes).sum::<u64>(),
+        }
         columns.extend(schema.fields().iter().map(|f| f.name().clone()));
         register_table(&ctx, (p, d, t), schema, batches)?;
     }
@@ -251,6 +275,13 @@ async fn run_inner(
             .map_err(map_df_error)?
     };
     let plan = check::check_plan(plan).map_err(map_df_error)?;
+    if !prunable.is_empty() {
+        // Filters pushed down to the scans (through joins, subqueries) prune best.
+        let optimized = state.optimize(&plan).unwrap_or_else(|_| plan.clone());
+        total_bytes_processed += prune::bytes_read(&optimized, &prunable)
+            .values()
+            .sum::<u64>();
+    }
     let df = ctx.execute_logical_plan(plan).await.map_err(map_df_error)?;
     // The physical plan's schema is the analysed one (e.g. UNION coerced to FLOAT64); the DataFrame's
     // logical schema predates type coercion.

@@ -115,6 +115,27 @@ impl Snapshot {
 }
 
 impl TableSource for Snapshot {
+    fn partitioned(
+        &self,
+        project: &str,
+        dataset: &str,
+        table: &str,
+    ) -> Option<(String, Vec<Vec<RecordBatch>>)> {
+        if split_decorator(table).1.is_some() {
+            return None;
+        }
+        let cat = lock(&self.state.catalog);
+        let t = cat
+            .tables
+            .get(&(project.to_string(), dataset.to_string(), table.to_string()))?;
+        let column = match &t.meta.partitioning {
+            crate::catalog::Partitioning::Time { field: Some(f), .. } => f.clone(),
+            crate::catalog::Partitioning::Range { field, .. } => field.clone(),
+            _ => return None,
+        };
+        Some((column, t.partitions.values().cloned().collect()))
+    }
+
     fn table(
         &self,
         project: &str,

@@ -273,7 +273,7 @@ impl BqError {
                 "hint: a BigQuery quota is exhausted; raise it or resume the backfill after it resets",
             ),
             "notFound" => Some(
-                "hint: check the project, dataset and table names, and --location for jobs outside US/EU",
+                "hint: check the project, dataset and table names; for datasets outside the US/EU multi-regions pass their location (--location or \"location\")",
             ),
             "timeout" | "connectionError" => Some(
                 "hint: check network access to the endpoint (BIGQUERY_EMULATOR_HOST / --api-endpoint if set)",

@@ -47,6 +47,15 @@ impl RunFailure {
         }
     }
 
+    /// The BigQuery error behind this failure, if there is one.
+    fn bq_error(&self) -> Option<&BqError> {
+        match self {
+            RunFailure::Api(e) => Some(e),
+            RunFailure::Lease(LeaseError::Checkpoint(c)) | RunFailure::Checkpoint(c) => c.bq(),
+            _ => None,
+        }
+    }
+
     /// The documented exit code for this failure.
     pub fn exit_code(&self) -> i32 {
         self.kind().code()
@@ -78,7 +87,10 @@ impl RunFailure {
             )),
             _ if kind == ErrorKind::Unavailable => Some("BigQuery kept failing transiently; run again later (finished partitions are skipped)".into()),
             _ if kind == ErrorKind::Permission => Some("check the credentials and that they may run jobs and write both tables".into()),
-            _ => None,
+            _ => self
+                .bq_error()
+                .and_then(BqError::hint)
+                .map(|h| h.trim_start_matches("hint: ").to_string()),
         };
         RunError::new(kind, self.to_string(), hint)
     }

@@ -56,6 +56,11 @@ pub struct Cli {
     #[arg(long, value_name = "PROJECT", global = true)]
     pub project: Option<String>,
 
+    /// Location of the jobs (e.g. asia-northeast1); overrides `location`.
+    /// Needed for datasets outside the US and EU multi-regions.
+    #[arg(long, value_name = "LOCATION", global = true)]
+    pub location: Option<String>,
+
     /// BigQuery API base URL (e.g. a local emulator); default: Google's
     /// endpoint, or http://$BIGQUERY_EMULATOR_HOST when that is set.
     #[arg(long = "api-endpoint", value_name = "URL", value_parser = parse_endpoint, global = true)]
@@ -106,6 +111,7 @@ impl Cli {
             end: self.end.clone(),
             max_runtime: self.max_runtime,
             project: self.project.clone(),
+            location: self.location.clone(),
         }
     }
 }

@@ -7,5 +7,6 @@
 
 mod faults;
 mod harness;
+mod locations;
 mod scenarios;
 mod sources;

@@ -31,6 +31,8 @@ pub struct Overrides {
     pub max_runtime: Option<Duration>,
     /// `--project`: replaces `project` and the environment.
     pub project: Option<String>,
+    /// `--location`: replaces `location`.
+    pub location: Option<String>,
 }
 
 /// Resolves a parsed descriptor into run settings: the project from
@@ -130,11 +132,7 @@ impl<'a> Builder<'a> {
             self.problem("job", p);
         }
         let project = self.project(d);
-        if let Some(loc) = &d.location
-            && let Err(p) = ident::location(loc)
-        {
-            self.problem("location", p);
-        }
+        let location = self.location(d);
         let destination = self.table("destination", &d.destination, project.as_deref());
         let partitions = self.partitions(&d.partitions);
         let granularity = time_granularity(d.partitions.granularity);
@@ -155,7 +153,7 @@ impl<'a> Builder<'a> {
         Some(Settings {
             job: d.job.clone(),
             project: project?,
-            location: d.location.clone(),
+            location,
             destination: destination?,
             partitions: partitions?,
             source: source?,

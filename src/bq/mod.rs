@@ -616,7 +616,9 @@ impl BigQuery {
                 message: "no bigquery project given".to_string(),
             });
         }
+        // hickory: DNS without glibc's NSS, which a static binary cannot load.
         let http = reqwest::Client::builder()
+            .hickory_dns(true)
             .connect_timeout(cfg.request_timeout.min(CONNECT_TIMEOUT_CAP))
             .user_agent(concat!("bq-backfill/", env!("CARGO_PKG_VERSION")))
             .build()

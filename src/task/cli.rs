@@ -11,6 +11,14 @@ use clap::{ArgAction, Parser, Subcommand};
 use crate::exit;
 use crate::task::descriptor::Overrides;
 
+/// `--version`: the crate version and the git commit it was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BQ_BACKFILL_COMMIT"),
+    ")"
+);
+
 /// Backfill partitioned BigQuery tables safely, one partition at a time.
 ///
 /// Reads a JSON task descriptor from stdin (`bq-backfill run < task.json`)
@@ -18,7 +26,7 @@ use crate::task::descriptor::Overrides;
 /// WRITE_TRUNCATE into `table$partition`, recording progress in an audit
 /// table so that a re-run resumes where the last one stopped.
 #[derive(Debug, Clone, PartialEq, Parser)]
-#[command(name = "bq-backfill", version, after_help = exit_code_help(), after_long_help = exit_code_help())]
+#[command(name = "bq-backfill", version = VERSION, after_help = exit_code_help(), after_long_help = exit_code_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -241,6 +249,15 @@ mod tests {
             text.contains("Exit codes:") && text.contains(" 66  "),
             "{text}"
         );
-        assert!(parse(&["--version"]).is_err_and(|e| !e.use_stderr()));
+        let version = parse(&["--version"]).unwrap_err();
+        assert!(!version.use_stderr());
+        let text = version.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "bq-backfill {} (commit ",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
     }
 }

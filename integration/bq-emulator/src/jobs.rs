@@ -569,7 +569,8 @@ pub async fn insert_job(st: &Arc<AppState>, project: &str, body: Value) -> Resul
     validate_job_id(&job_id)?;
     let kind = parse_config(project, &mut config)?;
     let requested = get_str(&reference, "location");
-    let placement = location::place(&lock(&st.catalog), requested, &kind.datasets(project));
+    let datasets = kind.datasets(project);
+    let placement = location::place(&lock(&st.catalog), requested, &datasets);
     let location = placement.location;
     if get_bool(&config, "dryRun").unwrap_or(false) {
         if let Some(e) = &placement.error {

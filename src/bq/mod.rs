@@ -285,7 +285,7 @@ impl BqError {
                 "hint: a BigQuery quota is exhausted; raise it or resume the backfill after it resets",
             ),
             "notFound" => Some(
-                "hint: check the project, dataset and table names, and --location for jobs outside US/EU",
+                "hint: check the project, dataset and table names; for datasets outside the US/EU multi-regions pass their location (--location or \"location\")",
             ),
             "timeout" | "connectionError" => Some(
                 "hint: check network access to the endpoint (BIGQUERY_EMULATOR_HOST / --api-endpoint if set)",
@@ -630,7 +630,9 @@ impl BigQuery {
                 message: "no bigquery project given".to_string(),
             });
         }
+        // hickory: DNS without glibc's NSS, which a static binary cannot load.
         let http = reqwest::Client::builder()
+            .hickory_dns(true)
             .connect_timeout(cfg.request_timeout.min(CONNECT_TIMEOUT_CAP))
             .user_agent(concat!("bq-backfill/", env!("CARGO_PKG_VERSION")))
             .build()

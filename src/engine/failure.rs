@@ -47,8 +47,8 @@ impl RunFailure {
         }
     }
 
-    /// The BigQuery error underneath, if any.
-    fn bq(&self) -> Option<&BqError> {
+    /// The BigQuery error behind this failure, if there is one.
+    fn bq_error(&self) -> Option<&BqError> {
         match self {
             RunFailure::Api(e) => Some(e),
             RunFailure::Lease(LeaseError::Checkpoint(c)) | RunFailure::Checkpoint(c) => c.bq(),
@@ -87,12 +87,15 @@ impl RunFailure {
             )),
             RunFailure::Api(BqError::Auth { hint: Some(h), .. }) => Some(h.clone()),
             RunFailure::Api(e @ BqError::Auth { .. }) => e.hint().map(|h| h.trim_start_matches("hint: ").to_string()),
-            _ if self.bq().is_some_and(|e| e.to_string().contains("at first contact")) => {
-                self.bq().and_then(BqError::hint).map(|h| h.trim_start_matches("hint: ").to_string())
+            _ if self.bq_error().is_some_and(|e| e.to_string().contains("at first contact")) => {
+                self.bq_error().and_then(BqError::hint).map(|h| h.trim_start_matches("hint: ").to_string())
             }
             _ if kind == ErrorKind::Unavailable => Some("BigQuery kept failing transiently; run again later (finished partitions are skipped)".into()),
             _ if kind == ErrorKind::Permission => Some("check the credentials and that they may run jobs and write both tables".into()),
-            _ => None,
+            _ => self
+                .bq_error()
+                .and_then(BqError::hint)
+                .map(|h| h.trim_start_matches("hint: ").to_string()),
         };
         RunError::new(kind, self.to_string(), hint)
     }

@@ -11,6 +11,14 @@ use clap::{ArgAction, Parser, Subcommand};
 use crate::exit;
 use crate::task::descriptor::Overrides;
 
+/// `--version`: the crate version and the git commit it was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BQ_BACKFILL_COMMIT"),
+    ")"
+);
+
 /// Backfill partitioned BigQuery tables safely, one partition at a time.
 ///
 /// Reads a JSON task descriptor from stdin (`bq-backfill run < task.json`)
@@ -18,7 +26,7 @@ use crate::task::descriptor::Overrides;
 /// WRITE_TRUNCATE into `table$partition`, recording progress in an audit
 /// table so that a re-run resumes where the last one stopped.
 #[derive(Debug, Clone, PartialEq, Parser)]
-#[command(name = "bq-backfill", version, after_help = exit_code_help(), after_long_help = exit_code_help())]
+#[command(name = "bq-backfill", version = VERSION, after_help = exit_code_help(), after_long_help = exit_code_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -60,6 +68,11 @@ pub struct Cli {
     /// Project that runs the jobs; overrides `project` and the environment.
     #[arg(long, value_name = "PROJECT", global = true)]
     pub project: Option<String>,
+
+    /// Location of the jobs (e.g. asia-northeast1); overrides `location`.
+    /// Needed for datasets outside the US and EU multi-regions.
+    #[arg(long, value_name = "LOCATION", global = true)]
+    pub location: Option<String>,
 
     /// BigQuery API base URL (e.g. a local emulator); default: Google's
     /// endpoint, or http://$BIGQUERY_EMULATOR_HOST when that is set.
@@ -139,6 +152,7 @@ impl Cli {
             max_runtime: self.max_runtime,
             project: self.project.clone(),
             partitions: self.partitions.clone(),
+            location: self.location.clone(),
         }
     }
 }
@@ -268,6 +282,15 @@ mod tests {
             text.contains("Exit codes:") && text.contains(" 66  "),
             "{text}"
         );
-        assert!(parse(&["--version"]).is_err_and(|e| !e.use_stderr()));
+        let version = parse(&["--version"]).unwrap_err();
+        assert!(!version.use_stderr());
+        let text = version.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "bq-backfill {} (commit ",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
     }
 }

@@ -51,7 +51,12 @@ struct Started {
 
 /// Spawn a run of `d` and wait until its first partition job is submitted.
 fn spawn_until_started(env: &Env, d: &Value) -> Started {
-    let mut child = env.spawn(d, &[]);
+    spawn_until_started_with(env, d, &[])
+}
+
+/// [`spawn_until_started`] with command-line `args`.
+fn spawn_until_started_with(env: &Env, d: &Value, args: &[&str]) -> Started {
+    let mut child = env.spawn(d, args);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let seen = read_until(&mut out, |e| e["event"] == "partition_started");
     let job_id = s(&seen.last().expect("a partition started")["bq_job_id"]);
@@ -235,13 +240,19 @@ async fn a_job_killed_mid_flight_is_adopted_not_resubmitted() {
 
 async fn signal_cancels(sig: i32, code: i32) {
     let env = Env::demo("2024-01-01", "2024-01-03").await;
+    signal_cancels_in(&env, &[], sig, code);
+}
+
+/// A run over the demo's 2024-01-01..03 in `env`, with `args`, gets `sig` while its first job
+/// runs: the job is cancelled, CANCELLED recorded, and the run exits `code` within 3 s.
+fn signal_cancels_in(env: &Env, args: &[&str], sig: i32, code: i32) {
     env.slow_partition_jobs(Duration::from_secs(30));
     let d = env.descriptor("2024-01-01", "2024-01-03", json!({}));
     let Started {
         mut child,
         mut out,
         job_id,
-    } = spawn_until_started(&env, &d);
+    } = spawn_until_started_with(env, &d, args);
     let t0 = Instant::now();
     unsafe { libc::kill(child.id() as i32, sig) };
     let rest = read_until(&mut out, |e| e["event"] == "run_finished");
@@ -258,7 +269,7 @@ async fn signal_cancels(sig: i32, code: i32) {
             .any(|e| e["event"] == "partition_cancelled" && e["confirmed"] == true),
         "{rest:?}"
     );
-    let job = jobs_of(&env)
+    let job = jobs_of(env)
         .into_iter()
         .find(|j| s(&j["jobId"]) == job_id)
         .unwrap();
@@ -283,6 +294,19 @@ async fn sigterm_cancels_the_job_records_it_and_exits_143_within_3_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_cancels_the_job_records_it_and_exits_130_within_3_seconds() {
     signal_cancels(libc::SIGINT, 130).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_in_tokyo_cancels_the_job_through_its_location() {
+    let tokyo = "asia-northeast1";
+    let env = Env::demo_in(tokyo, "2024-01-01", "2024-01-03").await;
+    signal_cancels_in(&env, &["--location", tokyo], libc::SIGTERM, 143);
+    assert!(env.stat("jobs.cancel") >= 1);
+    assert_eq!(
+        env.emu.stats().job_calls_without_location,
+        Default::default(),
+        "jobs.cancel and the jobs.get that confirms it named the location"
+    );
 }
 
 /// Start a run of `d` whose first job runs 30 s, send SIGTERM while

@@ -35,6 +35,24 @@ impl Env {
         Env { emu }
     }
 
+    /// [`Env::demo`] with the demo's datasets (raw, analytics, ops) in `location`.
+    pub async fn demo_in(location: &str, start: &str, end: &str) -> Env {
+        let emu = Emulator::start(Config::default())
+            .await
+            .expect("emulator starts");
+        for ds in [
+            demo::RAW_DATASET,
+            demo::ANALYTICS_DATASET,
+            demo::OPS_DATASET,
+        ] {
+            emu.create_dataset_in(demo::PROJECT, ds, location);
+        }
+        demo::seed_over_http(&emu.base_url(), date(start), date(end))
+            .await
+            .expect("seed");
+        Env { emu }
+    }
+
     /// Emulator started with `config`, seeded with the demo for [start, end).
     pub async fn with_config(config: Config, start: &str, end: &str) -> Env {
         let emu = Emulator::start(config).await.expect("emulator starts");

@@ -8,6 +8,7 @@
 mod auth;
 mod faults;
 mod harness;
+mod locations;
 mod scenarios;
 mod snapshots;
 mod sources;

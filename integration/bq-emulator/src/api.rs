@@ -698,6 +698,10 @@ async fn tabledata_insert_all(
 
 async fn jobs_insert(State(st): St, Path(project): Path<String>, body: Bytes) -> ApiResult {
     let body = parse_body(&body)?;
+    let requested = body
+        .get("jobReference")
+        .and_then(|r| get_str(r, "location"));
+    st.note_job_call("jobs.insert", requested);
     let job = jobs::insert_job(&st, &project, body).await?;
     if st.faults.take_insert_after_create() {
         return Err(ApiError::new(
@@ -714,15 +718,10 @@ async fn jobs_get(
     Path((project, job)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult {
+    let location = params.get("location").map(String::as_str);
+    st.note_job_call("jobs.get", location);
     let jobs = lock(&st.jobs);
-    ok(find_job(
-        &jobs,
-        &project,
-        &job,
-        params.get("location").map(String::as_str),
-    )?
-    .data
-    .to_json())
+    ok(find_job(&jobs, &project, &job, location)?.data.to_json())
 }
 
 async fn jobs_cancel(
@@ -730,12 +729,9 @@ async fn jobs_cancel(
     Path((project, job)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult {
-    ok(jobs::cancel_job(
-        &st,
-        &project,
-        &job,
-        params.get("location").map(String::as_str),
-    )?)
+    let location = params.get("location").map(String::as_str);
+    st.note_job_call("jobs.cancel", location);
+    ok(jobs::cancel_job(&st, &project, &job, location)?)
 }
 
 async fn jobs_delete(
@@ -743,15 +739,10 @@ async fn jobs_delete(
     Path((project, job)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult {
+    let location = params.get("location").map(String::as_str);
+    st.note_job_call("jobs.delete", location);
     let mut jobs = lock(&st.jobs);
-    let state = find_job(
-        &jobs,
-        &project,
-        &job,
-        params.get("location").map(String::as_str),
-    )?
-    .data
-    .state;
+    let state = find_job(&jobs, &project, &job, location)?.data.state;
     if state != JobState::Done {
         return Err(ApiError::invalid(format!(
             "Job {project}:{job} is not done; cancel it first"
@@ -903,6 +894,7 @@ async fn jobs_get_query_results(
     Query(params): Params,
 ) -> ApiResult {
     let location = params.get("location").map(String::as_str);
+    st.note_job_call("jobs.getQueryResults", location);
     let timeout = timeout_of(params.get("timeoutMs").and_then(|s| s.parse().ok()));
     let (start, max) = paging(&params, None)?;
     jobs::wait_done(&st, &project, &job, location, timeout).await?;
@@ -946,6 +938,7 @@ async fn jobs_query(State(st): St, Path(project): Path<String>, body: Bytes) -> 
         }
     }
     let location = get_str(&req, "location").map(str::to_string);
+    st.note_job_call("jobs.query", location.as_deref());
     let request_id = get_str(&req, "requestId").map(str::to_string);
     let existing = request_id.as_ref().and_then(|r| {
         lock(&st.jobs)
@@ -987,7 +980,13 @@ async fn jobs_query(State(st): St, Path(project): Path<String>, body: Bytes) -> 
         }
     };
     let timeout = timeout_of(req.get("timeoutMs").and_then(Value::as_u64));
-    jobs::wait_done(&st, &project, &job_id, None, timeout).await?;
+    // One call: the job it created (or found by requestId) is read in its own location.
+    let location = lock(&st.jobs)
+        .jobs
+        .get(&(project.clone(), job_id.clone()))
+        .map(|j| j.data.location.clone());
+    let location = location.as_deref();
+    jobs::wait_done(&st, &project, &job_id, location, timeout).await?;
     let max = req
         .get("maxResults")
         .and_then(Value::as_u64)
@@ -1001,7 +1000,7 @@ async fn jobs_query(State(st): St, Path(project): Path<String>, body: Bytes) -> 
         &st,
         &project,
         &job_id,
-        None,
+        location,
         Page {
             start: 0,
             max,

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, watch};
 use crate::catalog::{Partitioning, TableKey, parse_schema, split_decorator};
 use crate::data::{self, CsvOptions, FieldSchema, RecordBatch, SchemaRef};
 use crate::error::{ApiError, ErrorProto};
+use crate::location;
 use crate::sql::{self, QueryRequest};
 use crate::state::{AppState, Snapshot};
 use crate::util::{etag, get_bool, get_i64, get_str, lock, now_millis, random_id};
@@ -103,6 +104,9 @@ pub struct JobData {
     pub cancel_requested: bool,
     /// Error forced by a fault rule.
     pub injected_error: Option<ErrorProto>,
+    /// A dataset the job touches is outside its location: the job fails with this when it runs.
+    #[serde(default)]
+    pub location_error: Option<ErrorProto>,
 }
 
 /// A query's result rows, kept for getQueryResults / jobs.query.
@@ -279,6 +283,44 @@ impl JobKind {
             JobKind::Load(l) => &l.dest,
             JobKind::Copy(c) => &c.dest,
         }
+    }
+
+    /// The (project, dataset) pairs the job writes and reads, the destination first; they decide
+    /// its location. A query's are found by parsing its text (views are not expanded).
+    fn datasets(&self, project: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut add = |p: &str, d: &str| {
+            let key = (p.to_string(), d.to_string());
+            if d != ANON_DATASET && !out.contains(&key) {
+                out.push(key);
+            }
+        };
+        let dest = self.dest();
+        add(&dest.project, &dest.dataset);
+        match self {
+            JobKind::Query(q) => {
+                let default_dataset = q.default_dataset.as_ref();
+                if let Some((p, d)) = default_dataset {
+                    add(p, d);
+                }
+                let req = QueryRequest {
+                    sql: &q.sql,
+                    default_project: project,
+                    default_dataset: default_dataset.map(|(p, d)| (p.as_str(), d.as_str())),
+                    parameters: &[],
+                };
+                for (p, d, _) in sql::referenced_tables(&req) {
+                    add(&p, &d);
+                }
+            }
+            JobKind::Load(_) => {}
+            JobKind::Copy(c) => {
+                for (p, d, _, _) in &c.sources {
+                    add(p, d);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -525,11 +567,15 @@ pub async fn insert_job(st: &Arc<AppState>, project: &str, body: Value) -> Resul
         None => format!("job_{}", random_id(28)),
     };
     validate_job_id(&job_id)?;
-    let location = get_str(&reference, "location")
-        .unwrap_or(crate::catalog::DEFAULT_LOCATION)
-        .to_string();
     let kind = parse_config(project, &mut config)?;
+    let requested = get_str(&reference, "location");
+    let datasets = kind.datasets(project);
+    let placement = location::place(&lock(&st.catalog), requested, &datasets);
+    let location = placement.location;
     if get_bool(&config, "dryRun").unwrap_or(false) {
+        if let Some(e) = &placement.error {
+            return Err(ApiError::from_job_error(e));
+        }
         return dry_run(st, project, &job_id, &location, config, kind).await;
     }
     let key = (project.to_string(), job_id.clone());
@@ -578,6 +624,7 @@ pub async fn insert_job(st: &Arc<AppState>, project: &str, body: Value) -> Resul
             seq,
             cancel_requested: false,
             injected_error,
+            location_error: placement.error,
         };
         jobs.jobs.insert(
             key.clone(),
@@ -650,6 +697,7 @@ async fn dry_run(
         seq: 0,
         cancel_requested: false,
         injected_error: None,
+        location_error: None,
     };
     Ok(data.to_json())
 }
@@ -992,7 +1040,13 @@ async fn run_job(st: Arc<AppState>, key: JobKey, delay: std::time::Duration) {
     let (cancelled, injected) = {
         let jobs = lock(&st.jobs);
         match jobs.jobs.get(&key) {
-            Some(j) => (j.data.cancel_requested, j.data.injected_error.clone()),
+            Some(j) => (
+                j.data.cancel_requested,
+                j.data
+                    .injected_error
+                    .clone()
+                    .or(j.data.location_error.clone()),
+            ),
             None => return,
         }
     };
@@ -1090,7 +1144,8 @@ fn finish(st: &AppState, key: &JobKey, outcome: Result<Outcome, ErrorProto>) {
     st.mark_dirty();
 }
 
-/// Looks a job up, applying BigQuery's location rule (an explicit, different location is a 404).
+/// Looks a job up, applying BigQuery's location rule: a different location, or none for a job
+/// outside the US/EU multi-regions, is a 404 (see [`location::reaches`]).
 pub fn find_job<'a>(
     store: &'a JobStore,
     project: &str,
@@ -1105,10 +1160,7 @@ pub fn find_job<'a>(
         .jobs
         .get(&(project.to_string(), job_id.to_string()))
         .ok_or_else(missing)?;
-    if let Some(loc) = location
-        && !loc.is_empty()
-        && !loc.eq_ignore_ascii_case(&job.data.location)
-    {
+    if !location::reaches(location, &job.data.location) {
         return Err(missing());
     }
     Ok(job)

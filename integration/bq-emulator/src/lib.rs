@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod faults;
 pub mod jobs;
+pub mod location;
 pub mod persist;
 pub mod server;
 pub mod sql;
@@ -148,13 +149,18 @@ impl Emulator {
         self.state.reset_stats();
     }
 
-    /// Creates a dataset if it does not exist.
+    /// Creates a dataset in `US` if it does not exist.
     pub fn create_dataset(&self, project: &str, dataset: &str) {
+        self.create_dataset_in(project, dataset, catalog::DEFAULT_LOCATION);
+    }
+
+    /// Creates a dataset in `location` (`US`, `EU`, `asia-northeast1`, ...) if it does not exist.
+    pub fn create_dataset_in(&self, project: &str, dataset: &str, location: &str) {
         let mut cat = lock(&self.state.catalog);
         if cat.dataset(project, dataset).is_err() {
             let _ = cat.insert_dataset(
                 project,
-                &json!({"datasetReference": {"projectId": project, "datasetId": dataset}}),
+                &json!({"datasetReference": {"projectId": project, "datasetId": dataset}, "location": location}),
             );
         }
         drop(cat);

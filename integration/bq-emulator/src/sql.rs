@@ -112,6 +112,21 @@ fn invalid_query(message: impl Into<String>) -> SqlError {
     }
 }
 
+/// The (project, dataset, table) names a query reads, without running it (views not expanded);
+/// empty when the text does not parse, whose error the job reports when it runs.
+pub fn referenced_tables(req: &QueryRequest<'_>) -> Vec<(String, String, String)> {
+    let Ok(mut statements) = Parser::parse_sql(&BigQueryDialect {}, req.sql) else {
+        return Vec::new();
+    };
+    if statements.len() != 1 {
+        return Vec::new();
+    }
+    rewrite::Rewriter::new(req.default_project, req.default_dataset)
+        .rewrite(statements.remove(0))
+        .map(|r| r.tables)
+        .unwrap_or_default()
+}
+
 /// Runs one GoogleSQL query against a snapshot of tables.
 pub async fn execute(
     req: QueryRequest<'_>,

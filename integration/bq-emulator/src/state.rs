@@ -70,6 +70,13 @@ impl AppState {
         lock(&self.counters).request(method, authorization, user_project);
     }
 
+    /// Counts a job call of `method` whose `location` (parameter or body field) is `location`.
+    pub fn note_job_call(&self, method: &str, location: Option<&str>) {
+        if location.is_none_or(str::is_empty) {
+            lock(&self.counters).job_call_without_location(method);
+        }
+    }
+
     /// Current statistics.
     pub fn stats(&self) -> Stats {
         let by_state = {

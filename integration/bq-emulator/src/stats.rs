@@ -25,6 +25,11 @@ pub struct Stats {
     pub concurrency_violations: u64,
     /// Highest number of jobs RUNNING at the same time.
     pub max_concurrent_running: u64,
+    /// Job calls (`jobs.insert`, `jobs.query`, `jobs.get`, `jobs.getQueryResults`, `jobs.cancel`,
+    /// `jobs.delete`) that named no location, per method: a client that always passes its location
+    /// keeps this empty.
+    #[serde(default)]
+    pub job_calls_without_location: BTreeMap<String, u64>,
     /// Injected faults per kind (`fail`, `insertAfterCreate`, `jobError`, `delay`, `drop`, `random`).
     pub faults_injected: BTreeMap<String, u64>,
     /// BigQuery requests per `Authorization` header value (`""` when absent): the emulator accepts any
@@ -56,6 +61,15 @@ impl Counters {
             .stats
             .user_project
             .entry(user_project.to_string())
+            .or_default() += 1;
+    }
+
+    /// Counts a job call of `method` that named no location.
+    pub fn job_call_without_location(&mut self, method: &str) {
+        *self
+            .stats
+            .job_calls_without_location
+            .entry(method.to_string())
             .or_default() += 1;
     }
 

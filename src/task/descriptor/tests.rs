@@ -147,6 +147,23 @@ fn every_field_is_carried_into_settings() {
 }
 
 #[test]
+fn location_flag_overrides_the_descriptor_and_is_checked() {
+    let r = |v: &Value, o: &Overrides| resolve(parse_value(v).unwrap(), &|_| None, o);
+    let flag = |l: &str| Overrides {
+        location: Some(l.into()),
+        ..Overrides::default()
+    };
+    let tokyo = with(|v| v["location"] = json!("asia-northeast1"));
+    assert_eq!(r(&base(), &Overrides::default()).unwrap().location, None);
+    let s = r(&base(), &flag("asia-northeast1")).unwrap();
+    assert_eq!(s.location.as_deref(), Some("asia-northeast1"));
+    let s = r(&tokyo, &flag("EU")).unwrap();
+    assert_eq!(s.location.as_deref(), Some("EU"));
+    let e = r(&tokyo, &flag("asia northeast1")).unwrap_err();
+    assert_eq!(e.field, "--location");
+}
+
+#[test]
 fn project_precedence_flag_descriptor_environment() {
     let env = |k: &str| match k {
         "GOOGLE_CLOUD_PROJECT" => Some(String::new()),
@@ -203,6 +220,7 @@ fn parse_leaves_project_and_range_to_resolution() {
         project: Some("proj-123".into()),
         max_runtime: Some(Duration::from_secs(60)),
         partitions: None,
+        location: None,
     };
     let s = resolve(d.clone(), &|_| None, &o).unwrap();
     let ids: Vec<String> = plan(&s.partitions).into_iter().map(|p| p.id).collect();

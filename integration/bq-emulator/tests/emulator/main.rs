@@ -3,6 +3,7 @@
 mod common;
 mod faults;
 mod load_copy;
+mod locations;
 mod persistence;
 mod query_jobs;
 mod tabledata;

@@ -33,6 +33,8 @@ pub struct Overrides {
     pub project: Option<String>,
     /// `--partitions A,B,C`: replaces the range or list with these partitions.
     pub partitions: Option<Vec<String>>,
+    /// `--location`: replaces `location`.
+    pub location: Option<String>,
 }
 
 /// Resolves a parsed descriptor into run settings: the project from
@@ -132,11 +134,7 @@ impl<'a> Builder<'a> {
             self.problem("job", p);
         }
         let project = self.project(d);
-        if let Some(loc) = &d.location
-            && let Err(p) = ident::location(loc)
-        {
-            self.problem("location", p);
-        }
+        let location = self.location(d);
         let destination = self.table("destination", &d.destination, project.as_deref());
         let partitions = self.partitions(&d.partitions);
         let granularity = time_granularity(d.partitions.granularity);
@@ -157,7 +155,7 @@ impl<'a> Builder<'a> {
         Some(Settings {
             job: d.job.clone(),
             project: project?,
-            location: d.location.clone(),
+            location,
             destination: destination?,
             partitions: partitions?,
             source: source?,

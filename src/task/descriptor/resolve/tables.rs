@@ -1,4 +1,5 @@
-//! Where things live: the project (flag, descriptor, environment) and the
+//! Where things live: the project (flag, descriptor, environment), the job
+//! location (flag, descriptor) and the
 //! destination and checkpoint tables.
 
 use super::{Builder, Mode, UNRESOLVED_PROJECT};
@@ -8,6 +9,26 @@ use crate::task::descriptor::{DEFAULT_CHECKPOINT_TABLE, PROJECT_ENV_VARS};
 use crate::task::settings::{self, TableRef};
 
 impl Builder<'_> {
+    /// The job location: `--location` (when resolving), else the descriptor's.
+    pub(super) fn location(&mut self, d: &Descriptor) -> Option<String> {
+        let flag = match self.mode {
+            Mode::Resolve => self.overrides.location.clone(),
+            Mode::Static => None,
+        };
+        let (field, loc) = match (flag, &d.location) {
+            (Some(l), _) => ("--location", l),
+            (None, Some(l)) => ("location", l.clone()),
+            (None, None) => return None,
+        };
+        match ident::location(&loc) {
+            Ok(()) => Some(loc),
+            Err(p) => {
+                self.problem(field, p);
+                None
+            }
+        }
+    }
+
     pub(super) fn project(&mut self, d: &Descriptor) -> Option<String> {
         let mut candidates: Vec<(String, String)> = Vec::new();
         if self.mode == Mode::Resolve

@@ -240,6 +240,14 @@ impl BqError {
         }
     }
 
+    /// The API method (or `oauth2.token`) that failed, if known.
+    pub fn operation(&self) -> &str {
+        match self {
+            BqError::Api { operation, .. } | BqError::Transport { operation, .. } => operation,
+            _ => "",
+        }
+    }
+
     /// How many attempts were made (1 for failures that are never retried).
     pub fn attempts(&self) -> u32 {
         match self {
@@ -286,6 +294,9 @@ impl BqError {
             ),
             "notFound" => Some(
                 "hint: check the project, dataset and table names; for datasets outside the US/EU multi-regions pass their location (--location or \"location\")",
+            ),
+            "timeout" | "connectionError" if self.operation() == "oauth2.token" => Some(
+                "hint: check network access to the token endpoint: the credentials file's token_uri or token_url, the metadata server, or a proxy in between",
             ),
             "timeout" | "connectionError" => Some(
                 "hint: check network access to the endpoint (BIGQUERY_EMULATOR_HOST / --api-endpoint if set)",
@@ -1119,7 +1130,10 @@ impl BigQuery {
                 message,
                 attempts,
                 elapsed,
-            }) if first_contact && !self.inner.contacted.load(Ordering::Relaxed) => {
+            }) if first_contact
+                && operation != "oauth2.token"
+                && !self.inner.contacted.load(Ordering::Relaxed) =>
+            {
                 Err(BqError::Transport {
                     operation,
                     reason,

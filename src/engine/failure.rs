@@ -87,7 +87,10 @@ impl RunFailure {
             )),
             RunFailure::Api(BqError::Auth { hint: Some(h), .. }) => Some(h.clone()),
             RunFailure::Api(e @ BqError::Auth { .. }) => e.hint().map(|h| h.trim_start_matches("hint: ").to_string()),
-            _ if self.bq_error().is_some_and(|e| e.to_string().contains("at first contact")) => {
+            _ if self.bq_error().is_some_and(|e| {
+                e.to_string().contains("at first contact") || e.operation() == "oauth2.token"
+            }) =>
+            {
                 self.bq_error().and_then(BqError::hint).map(|h| h.trim_start_matches("hint: ").to_string())
             }
             _ if kind == ErrorKind::Unavailable => Some("BigQuery kept failing transiently; run again later (finished partitions are skipped)".into()),

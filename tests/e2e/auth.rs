@@ -762,3 +762,33 @@ async fn an_endpoint_that_never_answers_is_reported_while_waiting_then_fails() {
     );
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_token_endpoint_fails_fast_with_its_own_hint() {
+    let env = demo().await;
+    let key = json!({
+        "type": "service_account", "private_key": KEY_PEM, "client_email": SA_EMAIL,
+        "token_uri": "http://127.0.0.1:9/token",
+    });
+    let started = Instant::now();
+    let r = Run::new(&env).credentials(&key).run(&three_days(&env));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.code, 69, "{}", r.stdout);
+    let error = &r.finished()["error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the token endpoint of credentials file"),
+        "{error}"
+    );
+    assert!(
+        error["hint"].as_str().unwrap().contains("token_uri"),
+        "{error}"
+    );
+    assert_eq!(env.emu.stats().requests.values().sum::<u64>(), 0);
+}

@@ -123,7 +123,9 @@ impl Fields<'_> {
                     self.shown, self.prefix
                 ))
             })?;
-        let auth = ServiceAccountAuthenticator::builder(key)
+        let client = token_client()
+            .map_err(|e| auth_error(format!("cannot set up TLS for the token endpoint: {e}")))?;
+        let auth = ServiceAccountAuthenticator::with_client(key, client)
             .build()
             .await
             .map_err(|_| {
@@ -300,4 +302,25 @@ impl Fields<'_> {
             output_file: exe.optional("output_file")?.map(PathBuf::from),
         }))
     }
+}
+
+/// The HTTP client yup-oauth2 signs service-account JWTs for: Mozilla's
+/// roots compiled in (like reqwest's), so a worker without a CA store can
+/// still reach the token endpoint, and a 10 s connect timeout.
+type TokenConnector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+fn token_client() -> Result<yup_oauth2::CustomHyperClientBuilder<TokenConnector>, rustls::Error> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(https);
+    Ok(yup_oauth2::CustomHyperClientBuilder::from(client))
 }

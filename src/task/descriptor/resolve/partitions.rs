@@ -156,21 +156,8 @@ impl Builder<'_> {
             (None, None)
         };
 
-        if self.mode == Mode::Resolve
-            && let Some(listed) = self.overrides.partitions.clone()
-        {
-            if o_start.is_some() || o_end.is_some() {
-                self.issue(
-                    "--partitions",
-                    "--partitions cannot be combined with --start/--end",
-                    "give either a range (--start/--end) or a list (--partitions A,B,C)",
-                );
-                return None;
-            }
-            let bounds: Vec<Bound> = listed.iter().map(|s| Bound::from(s.as_str())).collect();
-            return self
-                .list_named(axis, &bounds, "--partitions")
-                .map(Selection::List);
+        if self.mode == Mode::Resolve && self.overrides.partitions.is_some() {
+            return self.listed_on_command_line(axis, o_start.is_some() || o_end.is_some());
         }
         if let Some(list) = &p.list {
             let mut ok = true;
@@ -298,6 +285,27 @@ impl Builder<'_> {
             return None;
         }
         Some(Selection::Range { start: s, end: e })
+    }
+
+    /// `--partitions A,B,C`: replaces the descriptor's range or list; it
+    /// cannot be combined with `--start`/`--end` (`ranged`).
+    fn listed_on_command_line<A: Axis>(
+        &mut self,
+        axis: &A,
+        ranged: bool,
+    ) -> Option<Selection<A::T>> {
+        if ranged {
+            self.issue(
+                "--partitions",
+                "--partitions cannot be combined with --start/--end",
+                "give either a range (--start/--end) or a list (--partitions A,B,C)",
+            );
+            return None;
+        }
+        let listed = self.overrides.partitions.clone().unwrap_or_default();
+        let bounds: Vec<Bound> = listed.iter().map(|s| Bound::from(s.as_str())).collect();
+        self.list_named(axis, &bounds, "--partitions")
+            .map(Selection::List)
     }
 
     pub(super) fn partition_list<A: Axis>(

@@ -18,6 +18,7 @@ use crate::engine::preflight;
 use crate::engine::runner::{self, RunContext, RunOutcome};
 use crate::exit::{self, ErrorKind};
 use crate::output::events::{Emitter, Event, EventSink, JsonLinesSink, RunError, RunStatus};
+use crate::output::orchestrators::Orchestrators;
 use crate::planning::decision::{self, Decision};
 use crate::planning::fingerprint;
 use crate::planning::partition;
@@ -64,7 +65,26 @@ where
         }
         Command::Run | Command::Plan | Command::Status => {}
     }
-    let settings = match crate::task::load::load_settings(&cli, io::stdin(), &env) {
+    let orchestrators = if command == Command::Run {
+        match Orchestrators::detect(&env) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = writeln!(stderr.lock(), "error: {e}\n  hint: {}", e.hint);
+                finish_invalid(
+                    ErrorKind::Config,
+                    &e.message,
+                    Some(&e.hint),
+                    Box::new(io::stdout()),
+                );
+                return ErrorKind::Config.code();
+            }
+        }
+    } else {
+        Orchestrators::default()
+    };
+    let external = orchestrators.external_range();
+    let loaded = crate::task::load::load_settings_with(&cli, io::stdin(), &env, external.as_ref());
+    let settings = match loaded {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(stderr.lock(), "error: {e}");
@@ -108,7 +128,9 @@ where
     };
     let code = runtime.block_on(async {
         match command {
-            Command::Run => run_command(settings, &api, &env, Box::new(io::stdout())).await,
+            Command::Run => {
+                run_command(settings, &api, &env, orchestrators, Box::new(io::stdout())).await
+            }
             Command::Plan | Command::Status => {
                 let mut out = io::stdout().lock();
                 let res = if command == Command::Plan {
@@ -167,11 +189,15 @@ pub async fn run_command(
     settings: Settings,
     api: &ApiOptions,
     env: &dyn Fn(&str) -> Option<String>,
+    orchestrators: Orchestrators,
     stdout: Box<dyn Write + Send>,
 ) -> i32 {
     let started = Instant::now();
     let run_id = new_run_id();
-    let sinks: Vec<Box<dyn EventSink>> = vec![Box::new(JsonLinesSink::new(stdout))];
+    // The orchestrators' sinks first: whatever they write for `run_finished`
+    // (Pipes `closed`, annotations) comes before the line itself.
+    let mut sinks: Vec<Box<dyn EventSink>> = orchestrators.sinks(&settings);
+    sinks.push(Box::new(JsonLinesSink::new(stdout)));
     let emitter = Emitter::new(&run_id, &settings.job, sinks);
     tracing::info!(run_id = %run_id, job = %settings.job, destination = %settings.destination, "starting");
 

@@ -8,5 +8,6 @@
 mod auth;
 mod faults;
 mod harness;
+mod orchestrators;
 mod scenarios;
 mod sources;

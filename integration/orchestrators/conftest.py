@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -108,14 +109,12 @@ def emulator():
 
 @pytest.fixture
 def workdir():
-    """A temporary directory laid out like a user's repository: `tasks/events_daily.json` (the example
+    """A temporary directory laid out like a user's repository: `tasks/events_daily.json` (examples/tasks/: the
     descriptor with its range left open, for the orchestrator to fill in) and `dist/bq-backfill`."""
     with tempfile.TemporaryDirectory(prefix="bq-orch-") as d:
         root = Path(d)
         (root / "tasks").mkdir()
         (root / "dist").mkdir()
-        task = json.loads((EXAMPLES / "events_daily.json").read_text())
-        task["partitions"] = {"granularity": "day"}
-        (root / "tasks" / "events_daily.json").write_text(json.dumps(task, indent=2))
+        shutil.copy(EXAMPLES / "tasks" / "events_daily.json", root / "tasks" / "events_daily.json")
         os.symlink(binary("BQ_BACKFILL_BIN"), root / "dist" / "bq-backfill")
         yield root

@@ -1,6 +1,7 @@
 # bq-backfill — the two commands that matter:
 #   make demo   local emulator + a year of sample data + a full backfill, twice
-#   make test   every test: Rust unit/scenario tests, the official Python client's conformance run, fmt + clippy,
+#   make test   every test: Rust unit/scenario tests, the official Python client's conformance run,
+#               the orchestrator examples under real Airflow 2.10 and 3.x and real Dagster, fmt + clippy,
 #               and the static release binary's check
 #   make release  the shipped binary, static and stripped, at dist/bq-backfill
 #
@@ -17,7 +18,7 @@ DEMO_PORT ?= 9050
 DIST_TARGET := x86_64-unknown-linux-gnu
 DIST_BIN := dist/bq-backfill
 
-.PHONY: all build test test-rust test-python test-release release demo bench lint fmt clean-demo venv
+.PHONY: all build test test-rust test-python test-orchestrators test-release release demo bench lint fmt clean-demo venv orchestrator-venvs
 
 all: build
 
@@ -33,7 +34,20 @@ $(VENV)/.installed: integration/python/requirements.txt
 
 venv: $(VENV)/.installed
 
-test: test-rust test-python lint test-release
+# One venv per orchestrator, from PyPI (.venv-airflow2, .venv-airflow3, .venv-dagster), each from its
+# integration/orchestrators/requirements-NAME.txt; rebuilt from scratch when that file changes.
+ORCH := integration/orchestrators
+ORCH_VENVS := .venv-airflow2/.installed .venv-airflow3/.installed .venv-dagster/.installed
+.venv-%/.installed: $(ORCH)/requirements-%.txt
+	rm -rf .venv-$*
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/pip install --quiet --upgrade pip
+	.venv-$*/bin/pip install --quiet -r $<
+	touch $@
+
+orchestrator-venvs: $(ORCH_VENVS)
+
+test: test-rust test-python test-orchestrators lint test-release
 
 test-rust:
 	$(CARGO) build --workspace --bins
@@ -54,6 +68,14 @@ release:
 # The release binary is static and backfills from an empty environment (emulator: the debug build).
 test-release: release build
 	bash integration/release/check.sh $(CURDIR)/$(DIST_BIN) $(CURDIR)/target/debug/bq-emulator
+
+# The examples/ for Airflow (2.10 and 3.x), Dagster and GitHub Actions, run as their orchestrators run them.
+ORCH_PYTEST = BQ_EMULATOR_BIN=$(CURDIR)/target/debug/bq-emulator BQ_BACKFILL_BIN=$(CURDIR)/target/debug/bq-backfill \
+	python -m pytest -q -c $(ORCH)/pytest.ini
+test-orchestrators: orchestrator-venvs build
+	PATH=$(CURDIR)/.venv-airflow2/bin:$$PATH $(ORCH_PYTEST) $(ORCH)/test_airflow.py
+	PATH=$(CURDIR)/.venv-airflow3/bin:$$PATH $(ORCH_PYTEST) $(ORCH)/test_airflow.py
+	PATH=$(CURDIR)/.venv-dagster/bin:$$PATH $(ORCH_PYTEST) $(ORCH)/test_dagster.py $(ORCH)/test_github_workflow.py
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -33,7 +33,8 @@ pub const INCOMPLETE: i32 = 75;
 pub const PERMISSION: i32 = 77;
 /// The destination or configuration does not fit: missing table,
 /// non-partitioned table, granularity differing from the table's, an
-/// integer range not matching the table's interval or range.
+/// integer range not matching the table's interval or range; unreadable
+/// Dagster Pipes parameters (`DAGSTER_PIPES_*`).
 pub const CONFIG: i32 = 78;
 /// Cancelled by SIGINT (128 + 2).
 pub const CANCELLED_SIGINT: i32 = 130;

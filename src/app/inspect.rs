@@ -19,7 +19,7 @@ use crate::exit;
 use crate::output::calendar::{Layout, Shade};
 use crate::output::report::{self, LeaseView, PartitionView, PlanRow, PlanView, StatusView};
 use crate::planning::decision::{self, Decision};
-use crate::planning::partition::{self, Partition, Scheme};
+use crate::planning::partition::{self, Partition};
 use crate::planning::{fingerprint, strategy};
 use crate::task::cli::Format;
 use crate::task::settings::{Settings, Source};
@@ -285,10 +285,7 @@ pub async fn status_command(
             }
         })
         .collect();
-    let layout = match &settings.partitions.scheme {
-        Scheme::Time { granularity, .. } => Layout::Time(*granularity),
-        Scheme::IntegerRange { .. } => Layout::IntegerRange,
-    };
+    let layout = Layout::for_settings(&settings);
     let view = StatusView {
         job: settings.job.clone(),
         destination: settings.destination.to_string(),

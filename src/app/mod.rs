@@ -16,6 +16,7 @@ use crate::engine::failure::RunFailure;
 use crate::engine::runner::{self, RunContext, RunOutcome};
 use crate::exit::{self, ErrorKind};
 use crate::output::events::{Emitter, Event, EventSink, JsonLinesSink, RunError, RunStatus};
+use crate::output::orchestrators::Orchestrators;
 use crate::output::progress::ProgressSink;
 use crate::planning::partition;
 use crate::task::cli::Command;
@@ -64,7 +65,26 @@ where
         | Command::Status { .. }
         | Command::Validate { dry_run: true } => {}
     }
-    let settings = match crate::task::load::load_settings(&cli, io::stdin(), &env) {
+    let orchestrators = if command == Command::Run {
+        match Orchestrators::detect(&env) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = writeln!(stderr.lock(), "error: {e}\n  hint: {}", e.hint);
+                finish_invalid(
+                    ErrorKind::Config,
+                    &e.message,
+                    Some(&e.hint),
+                    Box::new(io::stdout()),
+                );
+                return ErrorKind::Config.code();
+            }
+        }
+    } else {
+        Orchestrators::default()
+    };
+    let external = orchestrators.external_range();
+    let loaded = crate::task::load::load_settings_with(&cli, io::stdin(), &env, external.as_ref());
+    let settings = match loaded {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(stderr.lock(), "error: {e}");
@@ -113,7 +133,9 @@ where
     };
     let code = runtime.block_on(async {
         match command {
-            Command::Run => run_command(settings, &api, &env, Box::new(io::stdout())).await,
+            Command::Run => {
+                run_command(settings, &api, &env, orchestrators, Box::new(io::stdout())).await
+            }
             other => inspect(other, settings, &api, &env).await,
         }
     });
@@ -158,13 +180,16 @@ pub async fn run_command(
     settings: Settings,
     api: &ApiOptions,
     env: &dyn Fn(&str) -> Option<String>,
+    orchestrators: Orchestrators,
     stdout: Box<dyn Write + Send>,
 ) -> i32 {
     let started = Instant::now();
     let run_id = new_run_id();
-    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    // The orchestrators' sinks first: whatever they write for `run_finished`
+    // (Pipes `closed`, annotations) comes before the line itself; then the
+    // progress bar, whose summary line must precede it too.
+    let mut sinks: Vec<Box<dyn EventSink>> = orchestrators.sinks(&settings);
     if api.progress_bar {
-        // Before the JSON sink: its summary line must precede `run_finished`.
         sinks.push(Box::new(ProgressSink::new(colour_allowed(env))));
     }
     sinks.push(Box::new(JsonLinesSink::new(stdout)));

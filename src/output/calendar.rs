@@ -9,7 +9,9 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 
-use crate::planning::partition::{Granularity, Partition, Window};
+use crate::output::events::Event;
+use crate::planning::partition::{self, Granularity, Partition, Scheme, Window};
+use crate::task::settings::Settings;
 
 /// What a cell shows: a partition's state as `status` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -84,6 +86,67 @@ pub enum Layout {
     IntegerRange,
 }
 
+impl Layout {
+    pub fn for_settings(settings: &Settings) -> Layout {
+        match &settings.partitions.scheme {
+            Scheme::Time { granularity, .. } => Layout::Time(*granularity),
+            Scheme::IntegerRange { .. } => Layout::IntegerRange,
+        }
+    }
+}
+
+/// A run's calendar, kept up to date from its events (for the GitHub step
+/// summary): pending until started, then what became of each partition.
+pub struct RunCalendar {
+    partitions: Vec<Partition>,
+    layout: Layout,
+    shades: BTreeMap<String, Shade>,
+}
+
+impl RunCalendar {
+    pub fn for_settings(settings: &Settings) -> RunCalendar {
+        RunCalendar {
+            partitions: partition::plan(&settings.partitions),
+            layout: Layout::for_settings(settings),
+            shades: BTreeMap::new(),
+        }
+    }
+
+    pub fn observe(&mut self, event: &Event) {
+        let (id, shade) = match event {
+            Event::PartitionSkipped { partition, .. }
+            | Event::PartitionSucceeded { partition, .. } => (partition, Shade::Succeeded),
+            Event::PartitionStarted { partition, .. } => (partition, Shade::Running),
+            Event::PartitionFailed {
+                partition,
+                will_retry: false,
+                ..
+            } => (partition, Shade::Failed),
+            Event::PartitionCancelled { partition, .. } => (partition, Shade::Cancelled),
+            _ => return,
+        };
+        self.shades.insert(id.clone(), shade);
+    }
+
+    /// The calendar as a Markdown section (letters in a code block).
+    pub fn markdown(&self) -> String {
+        let cells: Vec<(Partition, Shade)> = self
+            .partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    self.shades.get(&p.id).copied().unwrap_or(Shade::Pending),
+                )
+            })
+            .collect();
+        format!(
+            "### Partitions\n\n```text\n{}```\n",
+            render(&cells, self.layout, false)
+        )
+    }
+}
+
 /// The calendar of `cells` (in any order), ending with a legend line.
 pub fn render(cells: &[(Partition, Shade)], layout: Layout, colour: bool) -> String {
     if cells.is_empty() {
@@ -145,11 +208,12 @@ fn days(cells: &[(Partition, Shade)], colour: bool) -> String {
                 .map(|d| day + Duration::days(d))
                 .find(|d| d.day() == 1);
             if let Some(d) = month_start.filter(|d| *d >= from && *d <= to && d.year() == year) {
-                let label = d.format("%b").to_string();
-                for (i, ch) in label.chars().enumerate() {
-                    if w + i < weeks {
-                        header[w + i] = ch;
+                // A label may run past the last week: the header is not a cell row.
+                for (i, ch) in d.format("%b").to_string().chars().enumerate() {
+                    if w + i >= header.len() {
+                        header.resize(w + i + 1, ' ');
                     }
+                    header[w + i] = ch;
                 }
             }
         }

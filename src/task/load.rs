@@ -12,6 +12,7 @@ use crate::exit::ErrorKind;
 use crate::planning::fingerprint::fingerprint;
 use crate::planning::partition;
 use crate::task::cli::Cli;
+use crate::task::descriptor::{Bound, Granularity, Partitions};
 use crate::task::descriptor::{DescriptorError, parse, resolve};
 use crate::task::input::{InputError, read_descriptor};
 use crate::task::settings::Settings;
@@ -95,9 +96,98 @@ pub fn load_settings<R: Read + AsFd>(
     stdin: R,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, LoadError> {
+    load_settings_with(cli, stdin, env, None)
+}
+
+/// A partition range chosen by an orchestrator (the Dagster Pipes context),
+/// in the spellings `--start`/`--end` accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalRange {
+    pub start: String,
+    pub end: RangeEnd,
+}
+
+/// Dagster's time windows end exclusively, its key ranges inclusively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeEnd {
+    Exclusive(String),
+    Inclusive(String),
+}
+
+impl ExternalRange {
+    pub fn new(start: String, end: RangeEnd) -> ExternalRange {
+        ExternalRange { start, end }
+    }
+
+    /// The exclusive end for these partitions: an inclusive last key moves
+    /// one partition on. A key that does not parse is passed on as it is,
+    /// for the resolver to report against `--end`.
+    fn exclusive_end(&self, p: &Partitions) -> String {
+        let last = match &self.end {
+            RangeEnd::Exclusive(e) => return e.clone(),
+            RangeEnd::Inclusive(last) => last,
+        };
+        let next = match p.granularity {
+            Granularity::IntegerRange => {
+                let interval = match &p.interval {
+                    Some(Bound::Integer(n)) => Some(*n),
+                    Some(Bound::Text(s)) => partition::parse_integer(s).ok(),
+                    None => None,
+                };
+                partition::parse_integer(last)
+                    .ok()
+                    .zip(interval)
+                    .and_then(|(n, i)| n.checked_add(i))
+                    .map(|n| n.to_string())
+            }
+            g => time_granularity(g)
+                .zip(partition::parse_instant(last).ok())
+                .map(|(g, t)| {
+                    partition::next_start(g, t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                }),
+        };
+        next.unwrap_or_else(|| last.clone())
+    }
+}
+
+fn time_granularity(g: Granularity) -> Option<partition::Granularity> {
+    match g {
+        Granularity::Hour => Some(partition::Granularity::Hour),
+        Granularity::Day => Some(partition::Granularity::Day),
+        Granularity::Month => Some(partition::Granularity::Month),
+        Granularity::Year => Some(partition::Granularity::Year),
+        Granularity::IntegerRange => None,
+    }
+}
+
+/// [`load_settings`], with a range from outside that applies only when the
+/// descriptor leaves its range open (a granularity, no `start`, `end` or
+/// `list`) and neither `--start` nor `--end` is given.
+pub fn load_settings_with<R: Read + AsFd>(
+    cli: &Cli,
+    stdin: R,
+    env: &dyn Fn(&str) -> Option<String>,
+    external: Option<&ExternalRange>,
+) -> Result<Settings, LoadError> {
     let bytes = read_descriptor(cli.task.as_deref(), stdin)?;
     let descriptor = parse(&bytes)?;
-    Ok(resolve(descriptor, env, &cli.overrides())?)
+    let mut overrides = cli.overrides();
+    let p = &descriptor.partitions;
+    let open = p.start.is_none() && p.end.is_none() && p.list.is_none();
+    if let Some(r) = external
+        && open
+        && overrides.start.is_none()
+        && overrides.end.is_none()
+    {
+        tracing::info!(
+            "partition range from the orchestrator: {} .. {:?}",
+            r.start,
+            r.end
+        );
+        overrides.start = Some(r.start.clone());
+        overrides.end = Some(r.exclusive_end(p));
+    }
+    Ok(resolve(descriptor, env, &overrides)?)
 }
 
 /// The one-line JSON summary `validate` prints for valid settings.
@@ -187,6 +277,74 @@ mod tests {
         assert_eq!(s.project, "env-project");
         assert_eq!(s.destination.to_string(), "env-project.ds.t");
         assert_eq!(partition::count(&s.partitions), 3);
+    }
+
+    fn ids(s: &Settings) -> Vec<String> {
+        partition::plan(&s.partitions)
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    }
+
+    #[test]
+    fn an_orchestrators_range_fills_an_open_descriptor_only() {
+        let run = parse_args(["bq-backfill", "run"]).unwrap();
+        let window = ExternalRange::new(
+            "2024-01-15T00:00:00+00:00".into(),
+            RangeEnd::Exclusive("2024-01-17T00:00:00+00:00".into()),
+        );
+        let s = load_settings_with(&run, stdin_with(TASK), &env, Some(&window)).unwrap();
+        assert_eq!(ids(&s), ["20240115", "20240116"]);
+        // Inclusive keys: the last key is rebuilt too.
+        let keys = ExternalRange::new(
+            "2024-01-15".into(),
+            RangeEnd::Inclusive("2024-01-17".into()),
+        );
+        let s = load_settings_with(&run, stdin_with(TASK), &env, Some(&keys)).unwrap();
+        assert_eq!(ids(&s), ["20240115", "20240116", "20240117"]);
+        // --start/--end win over the orchestrator.
+        let flags = parse_args([
+            "bq-backfill",
+            "run",
+            "--start",
+            "2024-02-01",
+            "--end",
+            "2024-02-02",
+        ])
+        .unwrap();
+        let s = load_settings_with(&flags, stdin_with(TASK), &env, Some(&keys)).unwrap();
+        assert_eq!(ids(&s), ["20240201"]);
+        // A descriptor with its own range keeps it.
+        let fixed = TASK.replace(
+            r#""granularity": "day""#,
+            r#""granularity": "day", "start": "2023-05-01", "end": "2023-05-02""#,
+        );
+        let s = load_settings_with(&run, stdin_with(&fixed), &env, Some(&keys)).unwrap();
+        assert_eq!(ids(&s), ["20230501"]);
+    }
+
+    #[test]
+    fn integer_keys_end_one_interval_after_the_last_key() {
+        let task = TASK
+            .replace(
+                r#""granularity": "day""#,
+                r#""granularity": "integer_range", "interval": 10"#,
+            )
+            .replace("@partition_date", "@partition_start");
+        let run = parse_args(["bq-backfill", "run"]).unwrap();
+        let keys = ExternalRange::new("20".into(), RangeEnd::Inclusive("40".into()));
+        let s = load_settings_with(&run, stdin_with(&task), &env, Some(&keys)).unwrap();
+        assert_eq!(ids(&s), ["20", "30", "40"]);
+    }
+
+    #[test]
+    fn an_open_descriptor_without_any_range_is_still_an_error() {
+        let run = parse_args(["bq-backfill", "run"]).unwrap();
+        let e = load_settings_with(&run, stdin_with(TASK), &env, None).unwrap_err();
+        assert!(
+            e.to_string().contains("partitions: no partitions selected"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -107,9 +107,32 @@ impl Env {
         }
     }
 
+    /// Run the binary to completion with extra environment variables.
+    pub fn run_env(&self, descriptor: &Value, args: &[&str], vars: &[(&str, String)]) -> RunResult {
+        let child = self.spawn_env(descriptor, args, vars);
+        wait(child)
+    }
+
     /// Start the binary; stdout and stderr are piped.
     pub fn spawn(&self, descriptor: &Value, args: &[&str]) -> Child {
+        self.spawn_env(descriptor, args, &[])
+    }
+
+    /// Start the binary with extra environment variables. The
+    /// orchestrators' own variables are removed first, so a test run inside
+    /// GitHub Actions or Dagster sees only what the test sets.
+    pub fn spawn_env(&self, descriptor: &Value, args: &[&str], vars: &[(&str, String)]) -> Child {
         let mut cmd = Command::new(BIN);
+        for k in [
+            "GITHUB_ACTIONS",
+            "GITHUB_STEP_SUMMARY",
+            "GITHUB_OUTPUT",
+            "DAGSTER_PIPES_CONTEXT",
+            "DAGSTER_PIPES_MESSAGES",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.envs(vars.iter().map(|(k, v)| (k, v)));
         cmd.args(args)
             .env("BIGQUERY_EMULATOR_HOST", self.host())
             .env_remove("GOOGLE_CLOUD_PROJECT")

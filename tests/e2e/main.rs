@@ -9,6 +9,7 @@ mod auth;
 mod faults;
 mod harness;
 mod locations;
+mod orchestrators;
 mod scenarios;
 mod snapshots;
 mod sources;

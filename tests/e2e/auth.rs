@@ -142,13 +142,17 @@ impl FakeGoogle {
     }
 }
 
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
 /// OAuth token endpoint: the service-account JWT bearer grant and the refresh-token grant.
 async fn token(State(f): State<Arc<Fake>>, Form(form): Form<HashMap<String, String>>) -> Response {
     match form.get("grant_type").map(String::as_str) {
         Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
             f.called("token:jwt");
             match verify_assertion(&f, form.get("assertion").map(String::as_str).unwrap_or("")) {
-                Ok(()) => f.oauth("sa"),
+                // Only a cloud-platform token may call IAM (see `iam`).
+                Ok(scope) if scope.contains(CLOUD_PLATFORM) => f.oauth("sa_cp"),
+                Ok(_) => f.oauth("sa"),
                 Err(why) => refuse(StatusCode::BAD_REQUEST, &why),
             }
         }
@@ -168,7 +172,7 @@ async fn token(State(f): State<Arc<Fake>>, Form(form): Form<HashMap<String, Stri
 }
 
 /// The JWT's RS256 signature against the throwaway key, and its claims.
-fn verify_assertion(f: &Fake, jwt: &str) -> Result<(), String> {
+fn verify_assertion(f: &Fake, jwt: &str) -> Result<String, String> {
     let parts: Vec<&str> = jwt.split('.').collect();
     let [header, claims, signature] = parts[..] else {
         return Err("not a JWT".into());
@@ -197,9 +201,9 @@ fn verify_assertion(f: &Fake, jwt: &str) -> Result<(), String> {
         (claims["iss"] == SA_EMAIL, "iss"),
         (claims["aud"] == format!("{}/token", f.base), "aud"),
         (
-            claims["scope"]
-                .as_str()
-                .is_some_and(|s| s.contains("https://www.googleapis.com/auth/bigquery")),
+            claims["scope"].as_str().is_some_and(|s| {
+                s.contains("https://www.googleapis.com/auth/bigquery") || s.contains(CLOUD_PLATFORM)
+            }),
             "scope",
         ),
         ((now - 300..=now + 60).contains(&iat), "iat"),
@@ -207,7 +211,7 @@ fn verify_assertion(f: &Fake, jwt: &str) -> Result<(), String> {
     ];
     match checks.iter().find(|(ok, _)| !ok) {
         Some((_, claim)) => Err(format!("bad {claim} in {claims}")),
-        None => Ok(()),
+        None => Ok(claims["scope"].as_str().unwrap_or_default().to_string()),
     }
 }
 
@@ -236,7 +240,8 @@ async fn iam(
 ) -> Response {
     f.called("iam");
     let caller_ok = bearer(&headers).is_some_and(|t| {
-        (t.starts_with("federated-") || t.starts_with("user-"))
+        // A service account's token only with the cloud-platform scope, as IAM requires.
+        (t.starts_with("federated-") || t.starts_with("user-") || t.starts_with("sa_cp-"))
             && f.issued.lock().unwrap().iter().any(|i| i == t)
     });
     if rest != format!("v1/projects/-/serviceAccounts/{SA_EMAIL}:generateAccessToken") || !caller_ok
@@ -594,6 +599,30 @@ async fn an_impersonated_service_account_file_exchanges_its_source_token() {
     });
     let r = Run::new(&env).credentials(&file).run(&three_days(&env));
     assert_backfilled_with(&env, &fake, &r, "impersonated");
+}
+
+/// A service-account key as the source: its JWT asks for cloud-platform
+/// (IAM refuses a BigQuery-only token), the impersonated token for BigQuery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impersonated_service_account_from_a_key_asks_iam_with_a_cloud_platform_token() {
+    let env = demo().await;
+    let fake = FakeGoogle::start(3600).await;
+    let file = json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": fake.impersonation_url(),
+        "source_credentials": {
+            "type": "service_account", "project_id": "proj", "private_key_id": "k1",
+            "private_key": KEY_PEM, "client_email": SA_EMAIL, "client_id": "1",
+            "token_uri": format!("{}/token", fake.base),
+        }
+    });
+    let r = Run::new(&env).credentials(&file).run(&three_days(&env));
+    assert_backfilled_with(&env, &fake, &r, "impersonated");
+    assert!(
+        fake.issued().iter().any(|t| t.starts_with("sa_cp-")),
+        "{:?}",
+        fake.issued()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

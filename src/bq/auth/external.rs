@@ -11,11 +11,10 @@ use serde_json::Value;
 
 use super::flows::Impersonation;
 use super::http::{send, token_from};
-use super::{SCOPE, Token, auth_error};
+use super::{CLOUD_PLATFORM, Token, auth_error};
 use crate::bq::BqError;
 
 /// Scope requested from STS when a service account is impersonated next.
-const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 pub(super) struct External {
     pub audience: String,
@@ -57,13 +56,19 @@ pub(super) struct Executable {
 }
 
 impl External {
-    pub(super) async fn fetch(&self, http: &reqwest::Client) -> Result<Token, BqError> {
+    /// A token for `scope` (STS is asked for cloud-platform when the
+    /// federated token is then exchanged for a service account's).
+    pub(super) async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        scope: &str,
+    ) -> Result<Token, BqError> {
         let subject = self.subject_token(http).await?;
         let what = "the Security Token Service (workload identity federation)";
         let scope = if self.impersonation.is_some() {
             CLOUD_PLATFORM
         } else {
-            SCOPE
+            scope
         };
         let mut form = vec![
             (

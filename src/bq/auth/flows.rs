@@ -8,7 +8,7 @@ use yup_oauth2::authenticator::DefaultAuthenticator;
 use super::external::External;
 use super::http::{send, token_from};
 use super::metadata::Metadata;
-use super::{SCOPE, Token, auth_error};
+use super::{CLOUD_PLATFORM, SCOPE, Token, auth_error};
 use crate::bq::BqError;
 
 /// Google's OAuth token endpoint, for `authorized_user` files without `token_uri`.
@@ -50,22 +50,26 @@ pub(super) struct Impersonated {
 }
 
 impl Source {
-    /// A new token; `described` says where the credentials come from.
+    /// A new token for `scope` ([`SCOPE`] for BigQuery; the source of an
+    /// impersonation is asked for [`CLOUD_PLATFORM`], which IAM requires);
+    /// `described` says where the credentials come from. A refresh token
+    /// and a static token carry the scopes they were granted with.
     pub(super) async fn fetch(
         &self,
         http: &reqwest::Client,
         described: &str,
+        scope: &str,
     ) -> Result<Token, BqError> {
         match self {
             Source::Static(secret) => Ok(Token::expiring_in(secret.clone(), None)),
-            Source::ServiceAccount(auth) => service_account(auth, described).await,
+            Source::ServiceAccount(auth) => service_account(auth, described, scope).await,
             Source::AuthorizedUser(user) => user.fetch(http).await,
-            Source::External(ext) => ext.fetch(http).await,
+            Source::External(ext) => ext.fetch(http, scope).await,
             Source::Impersonated(imp) => {
-                let source = Box::pin(imp.source.fetch(http, described)).await?;
+                let source = Box::pin(imp.source.fetch(http, described, CLOUD_PLATFORM)).await?;
                 imp.impersonation.exchange(http, &source.secret).await
             }
-            Source::Metadata(md) => md.token(http).await,
+            Source::Metadata(md) => md.token(http, scope).await,
         }
     }
 }
@@ -110,9 +114,13 @@ impl Impersonation {
 
 /// yup-oauth2 signs the JWT and calls the key's `token_uri`; its failures
 /// to reach the endpoint are transient, its refusals are not.
-async fn service_account(auth: &DefaultAuthenticator, described: &str) -> Result<Token, BqError> {
+async fn service_account(
+    auth: &DefaultAuthenticator,
+    described: &str,
+    scope: &str,
+) -> Result<Token, BqError> {
     use yup_oauth2::Error as E;
-    let fetched = tokio::time::timeout(Duration::from_secs(15), auth.token(&[SCOPE])).await;
+    let fetched = tokio::time::timeout(Duration::from_secs(15), auth.token(&[scope])).await;
     let token = match fetched {
         Err(_) => {
             return Err(transient(format!(

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use reqwest::header::HeaderValue;
 
+use super::Token;
 use super::http::{send, token_from};
-use super::{SCOPE, Token};
 use crate::bq::BqError;
 
 const DEFAULT_IP: &str = "169.254.169.254";
@@ -61,7 +61,11 @@ impl Metadata {
         false
     }
 
-    pub(super) async fn token(&self, http: &reqwest::Client) -> Result<Token, BqError> {
+    pub(super) async fn token(
+        &self,
+        http: &reqwest::Client,
+        scope: &str,
+    ) -> Result<Token, BqError> {
         let url = format!(
             "{}/computeMetadata/v1/instance/service-accounts/default/token",
             self.base
@@ -69,7 +73,7 @@ impl Metadata {
         let what = "the metadata server";
         let request = http
             .get(&url)
-            .query(&[("scopes", SCOPE)])
+            .query(&[("scopes", scope)])
             .header(FLAVOR, "Google");
         let body = send(request, what, &url).await?;
         token_from(&body, what)

@@ -32,6 +32,10 @@ use super::BqError;
 /// OAuth scope for BigQuery reads, writes and jobs.
 pub(crate) const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 
+/// The scope a token needs to call IAM (impersonation): source credentials
+/// of an impersonation are asked for this one, not [`SCOPE`].
+pub(crate) const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
 /// How requests are authorised.
 pub(crate) enum Credentials {
     /// No `Authorization` header (a local emulator).
@@ -124,7 +128,7 @@ impl Credentials {
         {
             return Ok(Some(t.secret.clone()));
         }
-        let fresh = p.source.fetch(&p.http, &p.described).await?;
+        let fresh = p.source.fetch(&p.http, &p.described, SCOPE).await?;
         tracing::debug!(
             credentials = %p.described,
             lifetime_s = fresh.expires_at.map(|_| fresh.lifetime.as_secs()),

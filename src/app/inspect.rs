@@ -67,10 +67,11 @@ pub async fn plan_command(
     let mut rows: Vec<PlanRow> = plan
         .into_iter()
         .map(|p| {
-            let (action, reason) = match decision::decide(states.get(&p.id), &fp) {
-                Decision::Skip(r) => ("skip", wire_name(&r)),
-                Decision::Run(r) => ("run", wire_name(&r)),
-            };
+            let (action, reason) =
+                match decision::decide(states.get(&p.id), &fp, settings.rerun.as_deref()) {
+                    Decision::Skip(r) => ("skip", wire_name(&r)),
+                    Decision::Run(r) => ("run", wire_name(&r)),
+                };
             PlanRow {
                 partition: p,
                 action,
@@ -79,8 +80,13 @@ pub async fn plan_command(
             }
         })
         .collect();
-    if opts.estimate {
+    let mut checks = checks;
+    let estimate_bytes = opts.estimate && matches!(settings.source, Source::Query { .. });
+    if estimate_bytes {
         estimate(&bq, &settings, &mut rows).await?;
+    } else if opts.estimate {
+        // Load and copy jobs read no table bytes and are not billed as queries.
+        checks.push("--estimate: load and copy jobs are free; nothing to estimate".into());
     }
     match opts.format {
         Format::Json => plan_json(&settings, &rows, &states, &fp, &checks, out),
@@ -92,7 +98,7 @@ pub async fn plan_command(
                 fingerprint: fp,
                 rows,
                 checks,
-                price_per_tib: opts.estimate.then_some(opts.price_per_tib),
+                price_per_tib: estimate_bytes.then_some(opts.price_per_tib),
             };
             let _ = out.write_all(report::plan_text(&view).as_bytes());
         }

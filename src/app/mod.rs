@@ -4,7 +4,7 @@
 pub mod inspect;
 pub mod schema;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -192,7 +192,8 @@ pub async fn run_command(
     if api.progress_bar {
         sinks.push(Box::new(ProgressSink::new(colour_allowed(env))));
     }
-    sinks.push(Box::new(JsonLinesSink::new(stdout)));
+    let beside_bar = api.progress_bar && io::stdout().is_terminal();
+    sinks.push(Box::new(JsonLinesSink::new(stdout).beside_bar(beside_bar)));
     let emitter = Emitter::new(&run_id, &settings.job, sinks);
     tracing::info!(run_id = %run_id, job = %settings.job, destination = %settings.destination, "starting");
 

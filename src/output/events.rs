@@ -104,6 +104,10 @@ pub enum Event {
         partitions_to_run: usize,
         partitions_to_skip: usize,
         tool_version: String,
+        /// The `--reason` of a `--rerun`, which rebuilds partitions that
+        /// already succeeded; absent otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rerun_reason: Option<String>,
     },
     /// A partition needs no work.
     PartitionSkipped {
@@ -199,11 +203,24 @@ pub struct JsonLinesSink<W: Write + Send> {
     /// Set after a write failed (e.g. the reader went away): the run goes on
     /// — the audit table is the record of truth — but we stop writing.
     broken: bool,
+    /// The lines go to the terminal the progress bar is drawn on: hide
+    /// the bar while writing one, so neither tears the other.
+    beside_bar: bool,
 }
 
 impl<W: Write + Send> JsonLinesSink<W> {
     pub fn new(out: W) -> Self {
-        JsonLinesSink { out, broken: false }
+        JsonLinesSink {
+            out,
+            broken: false,
+            beside_bar: false,
+        }
+    }
+
+    /// Lines written while a progress bar is on the same terminal.
+    pub fn beside_bar(mut self, yes: bool) -> Self {
+        self.beside_bar = yes;
+        self
     }
 }
 
@@ -214,7 +231,12 @@ impl<W: Write + Send> EventSink for JsonLinesSink<W> {
         }
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
-        let res = self.out.write_all(&line).and_then(|()| self.out.flush());
+        let mut write = || self.out.write_all(&line).and_then(|()| self.out.flush());
+        let res = if self.beside_bar {
+            crate::output::progress::suspended(write)
+        } else {
+            write()
+        };
         if res.is_err() {
             self.broken = true;
         }

@@ -729,6 +729,47 @@ impl BigQuery {
         }
     }
 
+    /// Adds NULLABLE columns to an existing table: `tables.get` for its
+    /// schema as BigQuery has it (nested fields, modes and descriptions
+    /// untouched), then `tables.patch` with that schema plus the missing
+    /// `columns`. Adding NULLABLE columns is a change BigQuery allows on a
+    /// live table; columns already there are left as they are, so two
+    /// runners upgrading at once send the same schema.
+    pub async fn add_columns(&self, t: &TableRef, columns: &[FieldSpec]) -> Result<(), BqError> {
+        let path = [
+            "projects", &t.project, "datasets", &t.dataset, "tables", &t.table,
+        ];
+        let table: serde_json::Value = self
+            .execute_json(&Call::new("tables.get", Method::GET, &path))
+            .await?;
+        let mut fields = table
+            .pointer("/schema/fields")
+            .and_then(|f| f.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let has = |fields: &[serde_json::Value], name: &str| {
+            fields.iter().any(|f| {
+                f.get("name")
+                    .and_then(|n| n.as_str())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+        };
+        let before = fields.len();
+        for c in columns {
+            if !has(&fields, &c.name) {
+                fields.push(serde_json::json!({
+                    "name": c.name, "type": c.field_type, "mode": "NULLABLE",
+                }));
+            }
+        }
+        if fields.len() == before {
+            return Ok(());
+        }
+        let body = serde_json::json!({ "schema": { "fields": fields } });
+        let call = Call::new("tables.patch", Method::PATCH, &path).json(&body)?;
+        self.execute(&call).await.map(|_| ())
+    }
+
     /// `datasets.insert` in the configured location; `Ok(false)` if it exists.
     pub async fn create_dataset(&self, project: &str, dataset: &str) -> Result<bool, BqError> {
         let mut body = Dataset::new(project, dataset);

@@ -22,6 +22,10 @@ pub struct AppendLog {
     run_id: String,
     /// Columns the table must have: (name, type, mode).
     columns: &'static [(&'static str, &'static str, &'static str)],
+    /// Columns a newer format added: an older table may lack them.
+    added: &'static [&'static str],
+    /// Added columns the table lacks, as last seen by [`AppendLog::meta`].
+    absent: Mutex<Vec<&'static str>>,
     last_recorded: Mutex<DateTime<Utc>>,
     seq: Mutex<u64>,
 }
@@ -38,9 +42,27 @@ impl AppendLog {
             table,
             run_id: run_id.to_string(),
             columns,
+            added: &[],
+            absent: Mutex::new(Vec::new()),
             last_recorded: Mutex::new(DateTime::<Utc>::MIN_UTC),
             seq: Mutex::new(0),
         }
+    }
+
+    /// `added` of the columns are NULLABLE ones a newer record format
+    /// added: a table without them is upgraded by [`AppendLog::ensure`],
+    /// and read as if they were NULL until then.
+    pub fn with_added_columns(mut self, added: &'static [&'static str]) -> Self {
+        self.added = added;
+        self
+    }
+
+    /// Added columns the table did not have when last looked at.
+    pub fn absent_columns(&self) -> Vec<&'static str> {
+        self.absent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn table(&self) -> &TableRef {
@@ -62,7 +84,8 @@ impl AppendLog {
         }
     }
 
-    /// The table's metadata, if it exists (checking it has our columns).
+    /// The table's metadata, if it exists (checking it has our columns; of
+    /// the added ones, which it lacks: see [`AppendLog::absent_columns`]).
     pub async fn meta(&self) -> Result<Option<TableMeta>, CheckpointError> {
         let Some(meta) = self
             .bq
@@ -72,12 +95,13 @@ impl AppendLog {
         else {
             return Ok(None);
         };
-        let missing: Vec<&str> = self
+        let (absent, missing): (Vec<&'static str>, Vec<&'static str>) = self
             .columns
             .iter()
             .map(|c| c.0)
             .filter(|c| !meta.schema.iter().any(|(n, _)| n == c))
-            .collect();
+            .partition(|c| self.added.contains(c));
+        *self.absent.lock().unwrap_or_else(|e| e.into_inner()) = absent;
         if missing.is_empty() {
             Ok(Some(meta))
         } else {
@@ -92,8 +116,10 @@ impl AppendLog {
     /// incarnation: its creation time, which changes when the table is
     /// dropped and recreated. The dataset must exist: creating datasets (and
     /// choosing their location) is the operator's call.
+    /// An existing table that lacks added columns gets them first.
     pub async fn ensure(&self, spec: &NewTable) -> Result<String, CheckpointError> {
         let meta = match self.meta().await? {
+            Some(_) if !self.absent_columns().is_empty() => self.upgrade().await?,
             Some(meta) => meta,
             None => {
                 self.create(&self.table, spec).await?;
@@ -108,6 +134,35 @@ impl AppendLog {
         Ok(meta
             .creation_time
             .map_or_else(|| "0".into(), |c| c.to_string()))
+    }
+
+    /// Adds the absent columns (NULLABLE, as a newer format defines them)
+    /// and reads the table back.
+    async fn upgrade(&self) -> Result<TableMeta, CheckpointError> {
+        let absent = self.absent_columns();
+        let fields: Vec<FieldSpec> = self
+            .columns
+            .iter()
+            .filter(|c| absent.contains(&c.0))
+            .map(|(name, ty, _)| FieldSpec {
+                name: name.to_string(),
+                field_type: ty.to_string(),
+                mode: "NULLABLE".into(),
+            })
+            .collect();
+        tracing::info!(table = %self.table, columns = ?absent, "adding the columns a newer audit format needs");
+        self.bq
+            .add_columns(&self.table, &fields)
+            .await
+            .map_err(|e| self.api(e))?;
+        let meta = self.meta().await?;
+        match meta {
+            Some(meta) if self.absent_columns().is_empty() => Ok(meta),
+            _ => Err(CheckpointError::Shape {
+                table: self.table.to_string(),
+                message: format!("columns {} could not be added", absent.join(", ")),
+            }),
+        }
     }
 
     /// Create `table` (this one, or a view beside it) unless it exists.

@@ -21,7 +21,13 @@ use crate::task::settings::TableRef;
 /// Version of the audit record format written by this build.
 /// 2: lease rows moved to their own table (`<audit table>_lease`); every
 /// audit row is one partition's state change.
-pub const RECORD_VERSION: i64 = 2;
+/// 3: `reason`, the operator's reason for a `--rerun`.
+pub const RECORD_VERSION: i64 = 3;
+
+/// Columns added after record_version 2, all NULLABLE: a run adds the ones
+/// an older audit table lacks (tables.patch), and `plan`/`status` read
+/// them as NULL until it does.
+pub const ADDED_COLUMNS: &[&str] = &["reason"];
 
 /// A partition's state as recorded in the audit table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,6 +122,8 @@ pub struct PartitionState {
     pub max_attempt: u32,
     /// The latest row's error (`reason: message`), if it has one.
     pub error: Option<String>,
+    /// The `--reason` of the run that wrote the latest row, if it was a rerun.
+    pub rerun_reason: Option<String>,
 }
 
 /// Errors talking to the audit table.
@@ -162,6 +170,7 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
     ("error_message", "STRING", "NULLABLE"),
     ("tool_version", "STRING", "NULLABLE"),
     ("recorded_at", "TIMESTAMP", "REQUIRED"),
+    ("reason", "STRING", "NULLABLE"),
 ];
 
 /// The table definition used when the audit table is missing: partitioned
@@ -180,14 +189,23 @@ pub fn table_spec() -> NewTable {
 pub struct Checkpoints {
     log: AppendLog,
     job: String,
+    /// The run's `--reason`, written into every row.
+    reason: Option<String>,
 }
 
 impl Checkpoints {
     pub fn new(bq: BigQuery, table: TableRef, job: &str, run_id: &str) -> Self {
         Checkpoints {
-            log: AppendLog::new(bq, table, run_id, COLUMNS),
+            log: AppendLog::new(bq, table, run_id, COLUMNS).with_added_columns(ADDED_COLUMNS),
             job: job.to_string(),
+            reason: None,
         }
+    }
+
+    /// Every row this run writes carries `reason` (a `--rerun`'s).
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
     }
 
     pub fn table(&self) -> &TableRef {
@@ -245,6 +263,7 @@ impl Checkpoints {
             "error_reason": r.error_reason,
             "error_message": r.error_message,
             "tool_version": env!("CARGO_PKG_VERSION"),
+            "reason": self.reason,
         }) else {
             unreachable!("a JSON object literal")
         };
@@ -253,7 +272,7 @@ impl Checkpoints {
 
     /// The latest state of every partition of this job, in ONE query.
     pub async fn latest_states(&self) -> Result<HashMap<String, PartitionState>, CheckpointError> {
-        let sql = latest_states_sql(self.table());
+        let sql = latest_states_sql(self.table(), &self.log.absent_columns());
         let res = self
             .log
             .query(&sql, &[QueryParam::string("job", &self.job)])
@@ -309,21 +328,27 @@ pub fn table_path(t: &TableRef) -> String {
     format!("`{}.{}.{}`", t.project, t.dataset, t.table)
 }
 
-/// The one query that reads every partition's latest state.
-pub fn latest_states_sql(table: &TableRef) -> String {
+/// The one query that reads every partition's latest state. `absent` are
+/// [`ADDED_COLUMNS`] an older table does not have yet: read as NULL.
+pub fn latest_states_sql(table: &TableRef, absent: &[&str]) -> String {
+    let reason = if absent.contains(&"reason") {
+        "CAST(NULL AS STRING) AS reason"
+    } else {
+        "reason"
+    };
     format!(
         "SELECT partition_id, status, fingerprint, attempt, bq_job_id, run_id, recorded_at, max_attempt, \
-                error_reason, error_message \
+                error_reason, error_message, reason \
          FROM (\
            SELECT partition_id, status, fingerprint, attempt, bq_job_id, run_id, recorded_at, \
-                  error_reason, error_message, \
+                  error_reason, error_message, {reason}, \
                   ROW_NUMBER() OVER (PARTITION BY partition_id ORDER BY recorded_at DESC) AS rn, \
                   MAX(attempt) OVER (PARTITION BY partition_id) AS max_attempt \
            FROM {} \
            WHERE job = @job AND partition_id IS NOT NULL\
          ) AS latest \
          WHERE rn = 1",
-        table_path(table)
+        table_path(table),
     )
 }
 
@@ -356,6 +381,7 @@ fn parse_states(res: &QueryResult) -> Result<HashMap<String, PartitionState>, St
         col("max_attempt")?,
     );
     let (c_reason, c_message) = (col("error_reason")?, col("error_message")?);
+    let c_rerun = col("reason")?;
     let mut out = HashMap::new();
     for row in &res.rows {
         let get = |i: usize| row.get(i).cloned().flatten();
@@ -378,6 +404,7 @@ fn parse_states(res: &QueryResult) -> Result<HashMap<String, PartitionState>, St
                     (Some(r), Some(m)) => Some(format!("{r}: {m}")),
                     (r, m) => r.or(m),
                 },
+                rerun_reason: get(c_rerun),
             },
         );
     }
@@ -398,7 +425,7 @@ mod tests {
 
     #[test]
     fn queries_take_the_job_as_a_parameter_never_as_text() {
-        let sql = latest_states_sql(&t());
+        let sql = latest_states_sql(&t(), &[]);
         assert!(sql.contains("@job"), "{sql}");
         assert!(sql.contains("`p.ops.audit`"), "{sql}");
         // The view reads the table by path only: no value is spliced in.
@@ -424,6 +451,7 @@ mod tests {
                 "max_attempt",
                 "error_reason",
                 "error_message",
+                "reason",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -439,11 +467,13 @@ mod tests {
                 Some("3".into()),
                 Some("invalidQuery".into()),
                 Some("Syntax error".into()),
+                Some("late events".into()),
             ]],
         };
         let states = parse_states(&res).unwrap();
         let s = &states["20240115"];
         assert_eq!(s.error.as_deref(), Some("invalidQuery: Syntax error"));
+        assert_eq!(s.rerun_reason.as_deref(), Some("late events"));
         assert_eq!(s.status, Status::Succeeded);
         assert_eq!((s.attempt, s.max_attempt), (2, 3));
         assert_eq!(

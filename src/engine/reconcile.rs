@@ -91,6 +91,7 @@ mod tests {
             recorded_at: None,
             max_attempt: 1,
             error: None,
+            rerun_reason: None,
         }
     }
 

@@ -168,15 +168,18 @@ async fn run_inner(
         s.checkpoint_table.clone(),
         &s.job,
         &ctx.run_id,
-    );
+    )
+    .with_reason(s.rerun.clone());
     cp.ensure_table().await?;
     // Nothing to do (the common re-run): no lease, no job, one query.
     let fp = fingerprint::fingerprint(s);
     let states = cp.latest_states().await?;
-    if plan
-        .iter()
-        .all(|p| matches!(decide(states.get(&p.id), &fp), Decision::Skip(_)))
-    {
+    if plan.iter().all(|p| {
+        matches!(
+            decide(states.get(&p.id), &fp, s.rerun.as_deref()),
+            Decision::Skip(_)
+        )
+    }) {
         announce(ctx, plan, &states, &fp, tally);
         return Ok(());
     }
@@ -226,7 +229,11 @@ fn announce(
     tally: &mut Tally,
 ) -> Vec<Decision> {
     let s = &ctx.settings;
-    let decisions: Vec<Decision> = plan.iter().map(|p| decide(states.get(&p.id), fp)).collect();
+    let rerun = s.rerun.as_deref();
+    let decisions: Vec<Decision> = plan
+        .iter()
+        .map(|p| decide(states.get(&p.id), fp, rerun))
+        .collect();
     let to_skip = decisions
         .iter()
         .filter(|d| matches!(d, Decision::Skip(_)))
@@ -245,6 +252,7 @@ fn announce(
         partitions_to_run: plan.len() - to_skip,
         partitions_to_skip: to_skip,
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        rerun_reason: s.rerun.clone(),
     });
     for (p, d) in plan.iter().zip(&decisions) {
         if let Decision::Skip(reason) = d {

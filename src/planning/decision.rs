@@ -25,16 +25,23 @@ pub enum RunReason {
     PreviouslyCancelled,
     /// A job was recorded RUNNING (a crash or a kill): it will be adopted.
     AdoptRunning,
+    /// Succeeded, and rebuilt because of `--rerun` (a new reason).
+    Rerun,
 }
 
-/// Decide a partition's fate from its latest audit state.
-pub fn decide(state: Option<&PartitionState>, fingerprint: &str) -> Decision {
+/// Decide a partition's fate from its latest audit state. `rerun` is the
+/// `--reason` of a `--rerun`: a success is rebuilt unless it was recorded
+/// by a rerun with this same reason (so a rerun that stopped resumes).
+pub fn decide(state: Option<&PartitionState>, fingerprint: &str, rerun: Option<&str>) -> Decision {
     match state {
         None => Decision::Run(RunReason::New),
         Some(s) => match s.status {
-            Status::Succeeded if s.fingerprint.as_deref() == Some(fingerprint) => {
-                Decision::Skip(SkipReason::AlreadySucceeded)
-            }
+            Status::Succeeded if s.fingerprint.as_deref() == Some(fingerprint) => match rerun {
+                Some(reason) if s.rerun_reason.as_deref() != Some(reason) => {
+                    Decision::Run(RunReason::Rerun)
+                }
+                _ => Decision::Skip(SkipReason::AlreadySucceeded),
+            },
             Status::Succeeded => Decision::Run(RunReason::StaleFingerprint),
             Status::Running => Decision::Run(RunReason::AdoptRunning),
             Status::Failed => Decision::Run(RunReason::PreviouslyFailed),
@@ -57,31 +64,64 @@ mod tests {
             recorded_at: None,
             max_attempt: 1,
             error: None,
+            rerun_reason: None,
         }
     }
 
     #[test]
     fn only_a_success_with_the_current_fingerprint_is_skipped() {
-        assert_eq!(decide(None, "a"), Decision::Run(RunReason::New));
+        assert_eq!(decide(None, "a", None), Decision::Run(RunReason::New));
         assert_eq!(
-            decide(Some(&st(Status::Succeeded, "a")), "a"),
+            decide(Some(&st(Status::Succeeded, "a")), "a", None),
             Decision::Skip(SkipReason::AlreadySucceeded)
         );
         assert_eq!(
-            decide(Some(&st(Status::Succeeded, "b")), "a"),
+            decide(Some(&st(Status::Succeeded, "b")), "a", None),
             Decision::Run(RunReason::StaleFingerprint)
         );
         assert_eq!(
-            decide(Some(&st(Status::Running, "a")), "a"),
+            decide(Some(&st(Status::Running, "a")), "a", None),
             Decision::Run(RunReason::AdoptRunning)
         );
         assert_eq!(
-            decide(Some(&st(Status::Failed, "a")), "a"),
+            decide(Some(&st(Status::Failed, "a")), "a", None),
             Decision::Run(RunReason::PreviouslyFailed)
         );
         assert_eq!(
-            decide(Some(&st(Status::Cancelled, "a")), "a"),
+            decide(Some(&st(Status::Cancelled, "a")), "a", None),
             Decision::Run(RunReason::PreviouslyCancelled)
         );
+    }
+
+    #[test]
+    fn a_rerun_rebuilds_successes_once_per_reason() {
+        let done = st(Status::Succeeded, "a");
+        let fix = Some("source fix INC-1");
+        assert_eq!(
+            decide(Some(&done), "a", fix),
+            Decision::Run(RunReason::Rerun)
+        );
+        let rebuilt = PartitionState {
+            rerun_reason: fix.map(String::from),
+            ..done.clone()
+        };
+        assert_eq!(
+            decide(Some(&rebuilt), "a", fix),
+            Decision::Skip(SkipReason::AlreadySucceeded)
+        );
+        assert_eq!(
+            decide(Some(&rebuilt), "a", Some("another fix")),
+            Decision::Run(RunReason::Rerun)
+        );
+        // A changed query is stale, rerun or not; failures are retried as ever.
+        assert_eq!(
+            decide(Some(&rebuilt), "b", fix),
+            Decision::Run(RunReason::StaleFingerprint)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Failed, "a")), "a", fix),
+            Decision::Run(RunReason::PreviouslyFailed)
+        );
+        assert_eq!(decide(None, "a", fix), Decision::Run(RunReason::New));
     }
 }

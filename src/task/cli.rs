@@ -79,6 +79,17 @@ pub struct Cli {
     #[arg(long = "api-endpoint", value_name = "URL", value_parser = parse_endpoint, global = true)]
     pub api_endpoint: Option<String>,
 
+    /// Rebuild partitions that already succeeded, e.g. after a fix to the
+    /// source data; needs `--reason`. A rerun with the same reason resumes:
+    /// partitions it already rebuilt are skipped.
+    #[arg(long, global = true, requires = "reason")]
+    pub rerun: bool,
+
+    /// Why the partitions are rebuilt; recorded in every audit row the run
+    /// writes (at most 1024 characters).
+    #[arg(long, value_name = "TEXT", global = true, requires = "rerun", value_parser = parse_reason)]
+    pub reason: Option<String>,
+
     /// Take over the job's run lease even if another run seems to hold it.
     /// Only when you know that run is dead.
     #[arg(long = "force-unlock", global = true)]
@@ -153,6 +164,7 @@ impl Cli {
             project: self.project.clone(),
             partitions: self.partitions.clone(),
             location: self.location.clone(),
+            rerun: self.reason.clone().filter(|_| self.rerun),
         }
     }
 }
@@ -188,6 +200,22 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A reason as the audit log stores it: trimmed, not empty, at most 1024
+/// characters, no control characters (it is shown in status tables).
+fn parse_reason(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("the reason is empty; say why, e.g. --reason \"source fix INC-123\"".into());
+    }
+    if t.chars().count() > 1024 {
+        return Err("the reason is longer than 1024 characters".into());
+    }
+    if t.chars().any(char::is_control) {
+        return Err("the reason contains a control character (a newline or tab?)".into());
+    }
+    Ok(t.to_string())
 }
 
 fn parse_endpoint(s: &str) -> Result<String, String> {

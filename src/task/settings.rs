@@ -140,6 +140,9 @@ pub struct Settings {
     /// No partition starts once this much time has passed since the run began.
     pub max_runtime: Option<Duration>,
     pub lease: LeaseOptions,
+    /// `--rerun --reason TEXT`: rebuild partitions that already succeeded,
+    /// unless their latest success was recorded with this same reason.
+    pub rerun: Option<String>,
 }
 
 /// When the process started, as seen by the settings resolver (for tests).

@@ -10,6 +10,7 @@ mod faults;
 mod harness;
 mod locations;
 mod orchestrators;
+mod rerun;
 mod scenarios;
 mod snapshots;
 mod sources;

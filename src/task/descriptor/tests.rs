@@ -221,11 +221,13 @@ fn parse_leaves_project_and_range_to_resolution() {
         max_runtime: Some(Duration::from_secs(60)),
         partitions: None,
         location: None,
+        rerun: Some("fix".into()),
     };
     let s = resolve(d.clone(), &|_| None, &o).unwrap();
     let ids: Vec<String> = plan(&s.partitions).into_iter().map(|p| p.id).collect();
     assert_eq!(ids, ["202311", "202312"]);
     assert_eq!(s.max_runtime, Some(Duration::from_secs(60)));
+    assert_eq!(s.rerun.as_deref(), Some("fix"));
     let settings::Source::Copy { table } = &s.source else {
         panic!()
     };

@@ -35,6 +35,8 @@ pub struct Overrides {
     pub partitions: Option<Vec<String>>,
     /// `--location`: replaces `location`.
     pub location: Option<String>,
+    /// `--rerun --reason TEXT`: the reason, when succeeded partitions are rebuilt.
+    pub rerun: Option<String>,
 }
 
 /// Resolves a parsed descriptor into run settings: the project from
@@ -169,6 +171,7 @@ impl<'a> Builder<'a> {
             retry: retry?,
             max_runtime: max_runtime?,
             lease: lease?,
+            rerun: self.overrides.rerun.clone(),
         })
     }
 

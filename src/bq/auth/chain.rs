@@ -74,7 +74,7 @@ pub(crate) async fn discover(
     let metadata = Metadata::from_env(env);
     if set("NO_GCE_CHECK").is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1") {
         tried.push("the metadata server check is off (NO_GCE_CHECK)".to_string());
-    } else if metadata.probe(http).await {
+    } else if metadata.probe(http, metadata.is_default()).await {
         let described = format!("the metadata server at {}", metadata.base);
         return found(Source::Metadata(metadata), described, None);
     } else {

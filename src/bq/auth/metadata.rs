@@ -12,6 +12,8 @@ use super::http::{send, token_from};
 use crate::bq::BqError;
 
 const DEFAULT_IP: &str = "169.254.169.254";
+/// Where Linux names the machine: "Google Compute Engine" on GCE and GKE.
+const DMI_PRODUCT_NAME: &str = "/sys/class/dmi/id/product_name";
 const FLAVOR: &str = "Metadata-Flavor";
 /// Per-try probe timeout and tries: an answer or "none" within about 3 s.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -38,8 +40,15 @@ impl Metadata {
         Metadata { base }
     }
 
-    /// Whether a metadata server answers here: `Metadata-Flavor: Google` on its root.
-    pub(super) async fn probe(&self, http: &reqwest::Client) -> bool {
+    /// Whether a metadata server is here: it answers `Metadata-Flavor:
+    /// Google` on its root, or (at the default address) the machine says it
+    /// is a Google VM, whose metadata server may be slow to start: its token
+    /// requests are then retried like any transient failure.
+    pub(super) async fn probe(&self, http: &reqwest::Client, default_address: bool) -> bool {
+        self.answers(http).await || (default_address && on_google_vm(DMI_PRODUCT_NAME))
+    }
+
+    async fn answers(&self, http: &reqwest::Client) -> bool {
         for _ in 0..PROBE_TRIES {
             let answer = http
                 .get(format!("{}/", self.base))
@@ -61,6 +70,11 @@ impl Metadata {
         false
     }
 
+    /// Whether neither `GCE_METADATA_HOST` nor `GCE_METADATA_IP` moved it.
+    pub(super) fn is_default(&self) -> bool {
+        self.base == format!("http://{DEFAULT_IP}")
+    }
+
     pub(super) async fn token(
         &self,
         http: &reqwest::Client,
@@ -80,6 +94,12 @@ impl Metadata {
     }
 }
 
+/// The machine's DMI product name says Google (the check Google's own
+/// libraries make besides the probe).
+fn on_google_vm(path: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|name| name.trim().starts_with("Google"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +111,18 @@ mod tests {
         let env = |k: &str| (k == "GCE_METADATA_IP").then(|| "10.0.0.1".to_string());
         assert_eq!(Metadata::from_env(&env).base, "http://10.0.0.1");
         assert_eq!(Metadata::from_env(&|_| None).base, "http://169.254.169.254");
+    }
+
+    #[test]
+    fn a_google_vm_is_recognised_by_its_dmi_product_name() {
+        let dir = std::env::temp_dir().join(format!("bqb-dmi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("product_name");
+        std::fs::write(&file, "Google Compute Engine\n").unwrap();
+        assert!(on_google_vm(file.to_str().unwrap()));
+        std::fs::write(&file, "Standard PC (Q35 + ICH9, 2009)\n").unwrap();
+        assert!(!on_google_vm(file.to_str().unwrap()));
+        assert!(!on_google_vm(dir.join("absent").to_str().unwrap()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -740,6 +740,36 @@ async fn a_token_endpoint_refusing_the_credentials_is_exit_77_with_its_reason() 
     );
 }
 
+/// A text-format subject token URL that refuses (here without the OIDC
+/// request token) is an authentication failure naming the URL, not an
+/// unreachable endpoint retried for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_token_url_refusing_the_request_is_exit_77_naming_it() {
+    let env = demo().await;
+    let fake = FakeGoogle::start(3600).await;
+    let mut file = github_actions_file(&fake, false);
+    file["credential_source"] = json!({
+        "url": format!("{}/oidc?audience=x", fake.base),
+        "format": {"type": "text"}
+    });
+    let r = Run::new(&env).credentials(&file).run(&three_days(&env));
+    assert_eq!(r.code, 77, "{}", r.stdout);
+    let message = r.finished()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("subject token URL") && message.contains("/oidc"),
+        "{message}"
+    );
+    assert!(
+        r.elapsed < std::time::Duration::from_secs(10),
+        "{:?}",
+        r.elapsed
+    );
+    assert_eq!(env.stat("jobs.insert"), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_refusing_connections_fails_fast_naming_the_url() {
     let env = demo().await;

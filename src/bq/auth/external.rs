@@ -155,22 +155,12 @@ async fn url_text(
     what: &str,
     url: &str,
 ) -> Result<String, BqError> {
-    let response = request
-        .timeout(Duration::from_secs(15))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| {
-            let mut err = crate::bq::transport_error("oauth2.token", &e);
-            if let BqError::Transport { message, .. } = &mut err {
-                *message = format!("cannot get a subject token from {what} at {url}: {message}");
-            }
-            err
-        })?;
-    response
-        .text()
-        .await
-        .map_err(|e| crate::bq::transport_error("oauth2.token", &e))
+    let (_, body) = super::http::send_for_body(request, what, url).await?;
+    String::from_utf8(body).map_err(|_| {
+        auth_error(format!(
+            "{what} at {url} answered with a body that is not UTF-8"
+        ))
+    })
 }
 
 /// The token in `text` per `format`; errors name `what` and the field, never the content.

@@ -20,6 +20,24 @@ const TOKEN_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Sends `request` to `url` (described as `what`) and returns its JSON body.
 pub(super) async fn send(request: RequestBuilder, what: &str, url: &str) -> Result<Value, BqError> {
+    let (status, body) = send_for_body(request, what, url).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        auth_error(format!(
+            "{what} at {url} answered {status} with a body that is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Sends `request` to a token endpoint: a success's status and body; an
+/// unreachable endpoint is transient, a refusal an authentication error
+/// (or transient for 5xx and 429), both naming `what` and `url`.
+pub(super) async fn send_for_body(
+    request: RequestBuilder,
+    what: &str,
+    url: &str,
+) -> Result<(StatusCode, Vec<u8>), BqError> {
     let response = request
         .timeout(TOKEN_CALL_TIMEOUT)
         .send()
@@ -33,13 +51,7 @@ pub(super) async fn send(request: RequestBuilder, what: &str, url: &str) -> Resu
     if !status.is_success() {
         return Err(refused(what, url, status, &body));
     }
-    serde_json::from_slice(&body).map_err(|e| {
-        auth_error(format!(
-            "{what} at {url} answered {status} with a body that is not JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })
+    Ok((status, body.to_vec()))
 }
 
 fn unreachable(what: &str, url: &str, e: &reqwest::Error) -> BqError {

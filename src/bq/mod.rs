@@ -574,6 +574,11 @@ impl fmt::Debug for BigQuery {
 }
 
 /// One API request, sent once per attempt.
+/// An HTTP error BigQuery answered with (not a token endpoint's).
+fn answered_by_bigquery(e: &BqError) -> bool {
+    matches!(e, BqError::Api { operation, .. } if *operation != "oauth2.token")
+}
+
 struct Call<'a> {
     operation: &'static str,
     method: Method,
@@ -1151,19 +1156,24 @@ impl BigQuery {
         if first_contact {
             policy.deadline = policy.deadline.min(FIRST_CONTACT_DEADLINE);
         }
-        let attempts = retry::retry(
-            &policy,
-            call.operation,
-            self.observer.as_deref(),
-            || async {
-                let result = self.attempt(call).await;
-                if !matches!(result, Err(BqError::Transport { .. })) {
-                    self.inner.contacted.store(true, Ordering::Relaxed);
-                }
-                result
-            },
-        );
-        let result = with_slow_notice(attempts, call, self.inner.base.as_str()).await;
+        let attempts = retry::retry(&policy, call.operation, self.observer.as_deref(), || {
+            self.attempt_noting_contact(call)
+        });
+        let mut result = with_slow_notice(attempts, call, self.inner.base.as_str()).await;
+        if first_contact
+            && result
+                .as_ref()
+                .is_err_and(|e| answered_by_bigquery(e) && e.is_transient())
+        {
+            // BigQuery itself answered (a 5xx, a rate limit): the cap was for
+            // endpoints that do not answer at all; retry for the rest of the deadline.
+            let mut rest = self.inner.retry;
+            rest.deadline = rest.deadline.saturating_sub(FIRST_CONTACT_DEADLINE);
+            let attempts = retry::retry(&rest, call.operation, self.observer.as_deref(), || {
+                self.attempt(call)
+            });
+            result = with_slow_notice(attempts, call, self.inner.base.as_str()).await;
+        }
         match result {
             Err(BqError::Transport {
                 operation,
@@ -1188,6 +1198,16 @@ impl BigQuery {
             }
             other => other,
         }
+    }
+
+    /// [`BigQuery::attempt`], noting when BigQuery has answered: a success
+    /// or an HTTP error from it (not a token endpoint's, not a transport failure).
+    async fn attempt_noting_contact(&self, call: &Call<'_>) -> Result<Vec<u8>, BqError> {
+        let result = self.attempt(call).await;
+        if matches!(&result, Ok(_)) || result.as_ref().is_err_and(answered_by_bigquery) {
+            self.inner.contacted.store(true, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Sends `call` once.

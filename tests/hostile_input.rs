@@ -595,6 +595,11 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ),
     // Numbers.
     (
+        "concurrency_too_high",
+        INVALID,
+        &["concurrency: 64 is out of range: must be from 1 to 16"],
+    ),
+    (
         "negative_throttle",
         INVALID,
         &["throttle.pause_seconds: -1 is out of range"],

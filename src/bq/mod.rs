@@ -1159,20 +1159,29 @@ impl BigQuery {
         let attempts = retry::retry(&policy, call.operation, self.observer.as_deref(), || {
             self.attempt_noting_contact(call)
         });
+        let started = tokio::time::Instant::now();
         let mut result = with_slow_notice(attempts, call, self.inner.base.as_str()).await;
-        if first_contact
-            && result
-                .as_ref()
-                .is_err_and(|e| answered_by_bigquery(e) && e.is_transient())
+        let capped = policy.deadline < self.inner.retry.deadline;
+        if let Err(first) = &result
+            && capped
+            && answered_by_bigquery(first)
+            && first.is_transient()
         {
             // BigQuery itself answered (a 5xx, a rate limit): the cap was for
             // endpoints that do not answer at all; retry for the rest of the deadline.
+            let before = first.attempts();
             let mut rest = self.inner.retry;
-            rest.deadline = rest.deadline.saturating_sub(FIRST_CONTACT_DEADLINE);
+            rest.deadline = rest.deadline.saturating_sub(started.elapsed());
             let attempts = retry::retry(&rest, call.operation, self.observer.as_deref(), || {
                 self.attempt(call)
             });
-            result = with_slow_notice(attempts, call, self.inner.base.as_str()).await;
+            result = with_slow_notice(attempts, call, self.inner.base.as_str())
+                .await
+                .map_err(|mut e| {
+                    let total = before + e.attempts();
+                    retry::Retryable::set_attempts(&mut e, total, started.elapsed());
+                    e
+                });
         }
         match result {
             Err(BqError::Transport {
@@ -1204,7 +1213,7 @@ impl BigQuery {
     /// or an HTTP error from it (not a token endpoint's, not a transport failure).
     async fn attempt_noting_contact(&self, call: &Call<'_>) -> Result<Vec<u8>, BqError> {
         let result = self.attempt(call).await;
-        if matches!(&result, Ok(_)) || result.as_ref().is_err_and(answered_by_bigquery) {
+        if result.is_ok() || result.as_ref().is_err_and(answered_by_bigquery) {
             self.inner.contacted.store(true, Ordering::Relaxed);
         }
         result

@@ -10,3 +10,4 @@ pub mod lease;
 pub mod preflight;
 pub mod reconcile;
 pub mod runner;
+pub mod slots;

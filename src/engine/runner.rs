@@ -1,14 +1,15 @@
-//! The run loop: the plan in order, one partition at a time (each one's
-//! steps are `engine::attempt`), a pause between partitions so a backfill
-//! never starves live pipelines, a time budget, the run lease, and the
-//! outcome that `run_finished` and the exit code report.
+//! The run loop: the plan in order, one partition at a time or in a few
+//! slots (`engine::slots`; each partition's steps are `engine::attempt`),
+//! a pause between partitions so a backfill never starves live pipelines, a
+//! time budget, the run lease, and the outcome that `run_finished` and the
+//! exit code report.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::bq::BigQuery;
-use crate::engine::attempt::{self, PartitionResult, Slot, process_partition};
+use crate::engine::attempt::{self, Slot};
 use crate::engine::cancel::Cancel;
 use crate::engine::checkpoint::{Checkpoints, PartitionState};
 use crate::engine::failure::RunFailure;
@@ -20,7 +21,7 @@ use crate::planning::decision::{Decision, decide};
 use crate::planning::fingerprint;
 use crate::planning::partition::{self, Partition};
 use crate::planning::strategy;
-use crate::task::settings::{OnFailure, Settings};
+use crate::task::settings::Settings;
 
 /// Everything one run needs from outside.
 pub struct RunContext {
@@ -89,11 +90,11 @@ impl RunOutcome {
 
 /// Per-run counters.
 #[derive(Default)]
-struct Tally {
-    succeeded: usize,
-    failed: usize,
-    skipped: usize,
-    cancelled: usize,
+pub(crate) struct Tally {
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub cancelled: usize,
 }
 
 /// Run the backfill. Never panics on BigQuery failures: every outcome is a
@@ -272,59 +273,14 @@ async fn run_partitions(
     states: &States,
     tally: &mut Tally,
 ) -> Result<(), RunFailure> {
-    let (ctx, started) = (slot.ctx, slot.started);
-    let s = &ctx.settings;
-    let decisions = announce(ctx, plan, states, slot.fp, tally);
+    let decisions = announce(slot.ctx, plan, states, slot.fp, tally);
     let to_run: Vec<&Partition> = plan
         .iter()
         .zip(&decisions)
         .filter(|(_, d)| !matches!(d, Decision::Skip(_)))
         .map(|(p, _)| p)
         .collect();
-    for (i, p) in to_run.iter().enumerate() {
-        if ctx.cancel.is_cancelled() {
-            break;
-        }
-        if budget_spent(s, started) {
-            tracing::warn!("time budget spent: stopping before partition {}", p.id);
-            break;
-        }
-        slot.lease.check().await?;
-        *ctx.current_partition
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(p.id.clone());
-        let res = process_partition(slot, p, states.get(&p.id)).await;
-        *ctx.current_partition
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
-        let runtime = match res? {
-            PartitionResult::Succeeded { runtime } => {
-                tally.succeeded += 1;
-                runtime
-            }
-            PartitionResult::Failed { runtime } => {
-                tally.failed += 1;
-                if s.on_failure == OnFailure::Stop {
-                    tracing::error!("partition {} failed; stopping (on_failure = stop)", p.id);
-                    break;
-                }
-                runtime
-            }
-            PartitionResult::Cancelled => {
-                tally.cancelled += 1;
-                break;
-            }
-            PartitionResult::Deferred => {
-                tracing::warn!("time budget spent: partition {} not started", p.id);
-                break;
-            }
-        };
-        // The pause belongs between partitions, not after the last one.
-        if i + 1 < to_run.len() {
-            throttle(ctx, s, runtime, started).await;
-        }
-    }
-    Ok(())
+    crate::engine::slots::run_slots(slot, &to_run, states, tally).await
 }
 
 pub(crate) fn budget_spent(s: &Settings, started: Instant) -> bool {
@@ -332,7 +288,7 @@ pub(crate) fn budget_spent(s: &Settings, started: Instant) -> bool {
 }
 
 /// Pause after a partition; cut short by cancellation or the time budget.
-async fn throttle(ctx: &RunContext, s: &Settings, runtime: Duration, started: Instant) {
+pub(crate) async fn throttle(ctx: &RunContext, s: &Settings, runtime: Duration, started: Instant) {
     let mut pause = s.throttle.pause_after(runtime);
     if let Some(max) = s.max_runtime {
         pause = pause.min(max.saturating_sub(started.elapsed()));

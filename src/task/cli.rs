@@ -79,6 +79,10 @@ pub struct Cli {
     #[arg(long = "api-endpoint", value_name = "URL", value_parser = parse_endpoint, global = true)]
     pub api_endpoint: Option<String>,
 
+    /// Partitions run at once (1 to 16); overrides `concurrency`.
+    #[arg(long, value_name = "N", global = true)]
+    pub concurrency: Option<u32>,
+
     /// Rebuild partitions that already succeeded, e.g. after a fix to the
     /// source data; needs `--reason`. A rerun with the same reason resumes:
     /// partitions it already rebuilt are skipped.
@@ -165,6 +169,7 @@ impl Cli {
             partitions: self.partitions.clone(),
             location: self.location.clone(),
             rerun: self.reason.clone().filter(|_| self.rerun),
+            concurrency: self.concurrency,
         }
     }
 }

@@ -92,9 +92,14 @@ pub enum OnFailure {
 pub struct Throttle {
     pub pause_seconds: f64,
     pub pause_ratio: f64,
+    /// Partition jobs started per 10 s at most, across every slot.
+    pub partition_writes_per_10s: u32,
 }
 
 impl Throttle {
+    /// BigQuery's limit: about 50 partition modifications per table per 10 s.
+    pub const DEFAULT_WRITES_PER_10S: u32 = 50;
+
     /// The pause after a partition that ran for `runtime`.
     pub fn pause_after(&self, runtime: Duration) -> Duration {
         let secs = self
@@ -143,6 +148,8 @@ pub struct Settings {
     /// `--rerun --reason TEXT`: rebuild partitions that already succeeded,
     /// unless their latest success was recorded with this same reason.
     pub rerun: Option<String>,
+    /// Partitions run at once (1: one after the other).
+    pub concurrency: u32,
 }
 
 /// When the process started, as seen by the settings resolver (for tests).

@@ -713,13 +713,24 @@ async fn the_time_budget_stops_cleanly_and_the_next_run_finishes() {
 /// one emulator that also fails 20% of requests transiently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_random_kills_and_transient_failures_still_converge_exactly() {
+    chaos(1).await;
+}
+
+/// The same with four partitions at a time: every kill leaves up to four
+/// jobs in flight for the next run to adopt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_with_four_slots_still_converges_exactly() {
+    chaos(4).await;
+}
+
+async fn chaos(concurrency: u32) {
     let env = Env::demo("2024-03-01", "2024-04-01").await;
     env.emu.set_job_delay(Duration::from_millis(20));
     env.emu.faults().transient_failure_rate(0.2, 7);
     let d = env.descriptor(
         "2024-03-01",
         "2024-04-01",
-        json!({"retry": {"max_attempts": 10, "initial_backoff_seconds": 0.005, "max_backoff_seconds": 0.05, "deadline_seconds": 30}}),
+        json!({"concurrency": concurrency, "retry": {"max_attempts": 10, "initial_backoff_seconds": 0.005, "max_backoff_seconds": 0.05, "deadline_seconds": 30}}),
     );
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let mut kills = 0;
@@ -778,7 +789,7 @@ async fn chaos_random_kills_and_transient_failures_still_converge_exactly() {
     let ids: BTreeSet<&String> = per_partition.keys().collect();
     assert_eq!(ids.len(), 31);
     eprintln!(
-        "chaos: {kills} kills, {finished_early} runs finished before their kill, jobs per partition {per_partition:?}"
+        "chaos ({concurrency} slots): {kills} kills, {finished_early} runs finished before their kill, jobs per partition {per_partition:?}"
     );
 }
 

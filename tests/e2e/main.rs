@@ -6,6 +6,7 @@
 #![allow(clippy::print_stderr)]
 
 mod auth;
+mod concurrency;
 mod faults;
 mod harness;
 mod locations;

@@ -14,8 +14,6 @@ use super::http::{send, token_from};
 use super::{CLOUD_PLATFORM, Token, auth_error};
 use crate::bq::BqError;
 
-/// Scope requested from STS when a service account is impersonated next.
-
 pub(super) struct External {
     pub audience: String,
     pub subject_token_type: String,

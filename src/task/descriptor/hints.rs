@@ -92,6 +92,10 @@ pub(super) fn field_hint(field: &str) -> Option<&'static str> {
         "checkpoint" => "`checkpoint` is an object: {\"table\": \"project.dataset.table\"}",
         "throttle" => "`throttle` is an object: {\"pause_seconds\": 1, \"pause_ratio\": 0.2}",
         "throttle.pause_seconds" => "`pause_seconds` is a number of seconds from 0 to 86400",
+        "throttle.partition_writes_per_10s" => {
+            "`partition_writes_per_10s` is an integer from 1 to 50"
+        }
+        "concurrency" => "`concurrency` is an integer from 1 to 16: partitions run at once",
         "throttle.pause_ratio" => "`pause_ratio` is a number from 0 to 100",
         "job_config" => {
             "`job_config` is an object: {\"priority\": \"BATCH\", \"labels\": {\"team\": \"data\"}}"

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MAX_USER_LABELS;
 use crate::bq::retry::RetryPolicy;
+use crate::task::settings;
 
 /// A bq-backfill task: which partitions of which table to rebuild, from
 /// what, and how carefully. Unknown fields are rejected everywhere.
@@ -57,6 +58,11 @@ pub struct Descriptor {
     /// Pause after each partition, to leave room for other workloads.
     #[serde(default)]
     pub throttle: Throttle,
+    /// How many partitions run at once, 1 (the default, the safe choice)
+    /// to 16; each slot pauses per `throttle`. `--concurrency` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub concurrency: Option<u32>,
     /// Job options that do not change a partition's contents.
     #[serde(default)]
     pub job_config: JobConfig,
@@ -394,6 +400,16 @@ pub struct Throttle {
     #[serde(default = "default_pause_ratio")]
     #[schemars(range(min = 0.0, max = 100.0))]
     pub pause_ratio: f64,
+    /// At most this many partition jobs start per 10 s, across every slot
+    /// (BigQuery allows about 50 partition modifications per table per
+    /// 10 s, shared with the table's other writers), 1 to 50.
+    #[serde(default = "default_partition_writes_per_10s")]
+    #[schemars(range(min = 1, max = 50))]
+    pub partition_writes_per_10s: u32,
+}
+
+fn default_partition_writes_per_10s() -> u32 {
+    settings::Throttle::DEFAULT_WRITES_PER_10S
 }
 
 fn default_pause_seconds() -> f64 {
@@ -409,6 +425,7 @@ impl Default for Throttle {
         Throttle {
             pause_seconds: default_pause_seconds(),
             pause_ratio: default_pause_ratio(),
+            partition_writes_per_10s: default_partition_writes_per_10s(),
         }
     }
 }

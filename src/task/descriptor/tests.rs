@@ -54,9 +54,11 @@ fn minimal_descriptor_gets_documented_defaults() {
         s.throttle,
         settings::Throttle {
             pause_seconds: 1.0,
-            pause_ratio: 0.2
+            pause_ratio: 0.2,
+            partition_writes_per_10s: 50,
         }
     );
+    assert_eq!(s.concurrency, 1);
     assert_eq!(s.job_options.priority, settings::Priority::Interactive);
     assert_eq!(s.job_options.maximum_bytes_billed, None);
     assert!(s.job_options.labels.is_empty());
@@ -84,7 +86,8 @@ fn every_field_is_carried_into_settings() {
             "ignore_unknown_values": true, "max_bad_records": 10, "null_marker": "\\N"
         }},
         "checkpoint": {"table": "ops.backfill_audit"},
-        "throttle": {"pause_seconds": 0, "pause_ratio": 1.5},
+        "throttle": {"pause_seconds": 0, "pause_ratio": 1.5, "partition_writes_per_10s": 20},
+        "concurrency": 4,
         "job_config": {"priority": "BATCH", "maximum_bytes_billed": "1000000000000", "labels": {"team": "data", "cost-center": ""}},
         "on_failure": "continue",
         "retry": {"max_attempts": 5, "initial_backoff_seconds": 0.5, "max_backoff_seconds": 30, "deadline_seconds": 120},
@@ -123,9 +126,11 @@ fn every_field_is_carried_into_settings() {
         s.throttle,
         settings::Throttle {
             pause_seconds: 0.0,
-            pause_ratio: 1.5
+            pause_ratio: 1.5,
+            partition_writes_per_10s: 20,
         }
     );
+    assert_eq!(s.concurrency, 4);
     assert_eq!(s.job_options.priority, settings::Priority::Batch);
     assert_eq!(s.job_options.maximum_bytes_billed, Some(1_000_000_000_000));
     assert_eq!(
@@ -222,12 +227,14 @@ fn parse_leaves_project_and_range_to_resolution() {
         partitions: None,
         location: None,
         rerun: Some("fix".into()),
+        concurrency: Some(8),
     };
     let s = resolve(d.clone(), &|_| None, &o).unwrap();
     let ids: Vec<String> = plan(&s.partitions).into_iter().map(|p| p.id).collect();
     assert_eq!(ids, ["202311", "202312"]);
     assert_eq!(s.max_runtime, Some(Duration::from_secs(60)));
     assert_eq!(s.rerun.as_deref(), Some("fix"));
+    assert_eq!(s.concurrency, 8);
     let settings::Source::Copy { table } = &s.source else {
         panic!()
     };
@@ -620,6 +627,18 @@ fn labels_and_numbers() {
             json!({"pause_ratio": 101}),
             "throttle.pause_ratio",
         ),
+        (
+            "throttle",
+            json!({"partition_writes_per_10s": 0}),
+            "throttle.partition_writes_per_10s",
+        ),
+        (
+            "throttle",
+            json!({"partition_writes_per_10s": 51}),
+            "throttle.partition_writes_per_10s",
+        ),
+        ("concurrency", json!(0), "concurrency"),
+        ("concurrency", json!(17), "concurrency"),
         ("retry", json!({"max_attempts": 0}), "retry.max_attempts"),
         ("retry", json!({"max_attempts": 11}), "retry.max_attempts"),
         (

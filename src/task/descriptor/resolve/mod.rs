@@ -37,6 +37,8 @@ pub struct Overrides {
     pub location: Option<String>,
     /// `--rerun --reason TEXT`: the reason, when succeeded partitions are rebuilt.
     pub rerun: Option<String>,
+    /// `--concurrency N`: replaces `concurrency`.
+    pub concurrency: Option<u32>,
 }
 
 /// Resolves a parsed descriptor into run settings: the project from
@@ -153,6 +155,7 @@ impl<'a> Builder<'a> {
         let retry = self.retry(&d.retry);
         let max_runtime = self.max_runtime(d.max_runtime_seconds);
         let lease = self.lease(&d.lease);
+        let concurrency = self.concurrency(d.concurrency);
 
         Some(Settings {
             job: d.job.clone(),
@@ -172,6 +175,7 @@ impl<'a> Builder<'a> {
             max_runtime: max_runtime?,
             lease: lease?,
             rerun: self.overrides.rerun.clone(),
+            concurrency: concurrency?,
         })
     }
 

@@ -11,6 +11,8 @@ use crate::task::descriptor::{MAX_USER_LABELS, RESERVED_LABEL_PREFIX};
 use crate::task::settings;
 
 const MAX_PAUSE_SECONDS: f64 = 86_400.0;
+/// Partitions at once: BigQuery runs about 100 interactive queries per project at once, shared with everyone else.
+const MAX_CONCURRENCY: u32 = 16;
 const MAX_PAUSE_RATIO: f64 = 100.0;
 const MAX_BACKOFF_SECONDS: f64 = 3_600.0;
 const MAX_DEADLINE_SECONDS: f64 = 86_400.0;
@@ -36,10 +38,40 @@ impl Builder<'_> {
             MAX_PAUSE_RATIO,
             "e.g. 0.2 pauses for a fifth of each partition's runtime; 0 disables it",
         );
+        let w = t.partition_writes_per_10s;
+        let writes = if (1..=settings::Throttle::DEFAULT_WRITES_PER_10S).contains(&w) {
+            Some(w)
+        } else {
+            self.issue(
+                "throttle.partition_writes_per_10s",
+                format!("{w} is out of range: must be from 1 to 50"),
+                "BigQuery allows about 50 partition modifications per table per 10 s, shared with the table's other writers",
+            );
+            None
+        };
         Some(settings::Throttle {
             pause_seconds: s?,
             pause_ratio: r?,
+            partition_writes_per_10s: writes?,
         })
+    }
+
+    /// `--concurrency`, else the descriptor's `concurrency`, else 1.
+    pub(super) fn concurrency(&mut self, v: Option<u32>) -> Option<u32> {
+        let (field, n) = match (self.overrides.concurrency, v) {
+            (Some(n), _) => ("--concurrency", n),
+            (None, Some(n)) => ("concurrency", n),
+            (None, None) => return Some(1),
+        };
+        if (1..=MAX_CONCURRENCY).contains(&n) {
+            return Some(n);
+        }
+        self.issue(
+            field,
+            format!("{n} is out of range: must be from 1 to {MAX_CONCURRENCY}"),
+            "1 runs partitions one after another; a few slots (4-8) suit cheap partitions bound by round trips",
+        );
+        None
     }
 
     pub(super) fn job_options(&mut self, j: &JobConfig) -> Option<settings::JobOptions> {

@@ -280,7 +280,9 @@ pub async fn status_command(
                 recorded_at: st.and_then(|s| s.recorded_at),
                 error: st
                     .and_then(|s| s.error.clone())
-                    .filter(|_| st.is_some_and(|s| s.status == Status::Failed)),
+                    .filter(|_| {
+                        st.is_some_and(|s| matches!(s.status, Status::Failed | Status::VerifyFailed))
+                    }),
                 partition: p,
             }
         })
@@ -312,6 +314,9 @@ fn shade(state: Option<&PartitionState>, fp: &str) -> Shade {
         Some((Status::Running, _)) => Shade::Running,
         Some((Status::Failed, _)) => Shade::Failed,
         Some((Status::Cancelled, _)) => Shade::Cancelled,
+        // Staged and verified; the publish is next.
+        Some((Status::Verified, _)) => Shade::Running,
+        Some((Status::VerifyFailed, _)) => Shade::VerifyFailed,
     }
 }
 
@@ -346,6 +351,7 @@ fn status_json(v: &StatusView, out: &mut dyn Write) {
             Shade::Succeeded | Shade::Stale => "SUCCEEDED",
             Shade::Running => "RUNNING",
             Shade::Failed => "FAILED",
+            Shade::VerifyFailed => "VERIFY_FAILED",
             Shade::Cancelled => "CANCELLED",
             Shade::Pending => "PENDING",
         };

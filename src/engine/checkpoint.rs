@@ -21,7 +21,9 @@ use crate::task::settings::TableRef;
 /// Version of the audit record format written by this build.
 /// 2: lease rows moved to their own table (`<audit table>_lease`); every
 /// audit row is one partition's state change.
-pub const RECORD_VERSION: i64 = 2;
+/// 3: the statuses VERIFIED and VERIFY_FAILED, and the `checks` column (the
+/// verification results as a JSON array of `{name, passed, observed, expected}`).
+pub const RECORD_VERSION: i64 = 3;
 
 /// A partition's state as recorded in the audit table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,6 +33,12 @@ pub enum Status {
     Succeeded,
     Failed,
     Cancelled,
+    /// Staged mode: the staged partition passed every check; the publish
+    /// copy job (its ID derived from `bq_job_id`) is next.
+    Verified,
+    /// A check failed: the partition counts as failed (in staged mode the
+    /// destination's partition was left as it was).
+    VerifyFailed,
 }
 
 impl Status {
@@ -40,6 +48,8 @@ impl Status {
             Status::Succeeded => "SUCCEEDED",
             Status::Failed => "FAILED",
             Status::Cancelled => "CANCELLED",
+            Status::Verified => "VERIFIED",
+            Status::VerifyFailed => "VERIFY_FAILED",
         }
     }
 
@@ -49,6 +59,8 @@ impl Status {
             "SUCCEEDED" => Status::Succeeded,
             "FAILED" => Status::Failed,
             "CANCELLED" => Status::Cancelled,
+            "VERIFIED" => Status::Verified,
+            "VERIFY_FAILED" => Status::VerifyFailed,
             _ => return None,
         })
     }
@@ -70,6 +82,8 @@ pub struct AuditRow {
     pub bytes_billed: Option<i64>,
     pub error_reason: Option<String>,
     pub error_message: Option<String>,
+    /// Verification results, as JSON text.
+    pub checks: Option<String>,
 }
 
 impl AuditRow {
@@ -162,6 +176,7 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
     ("error_message", "STRING", "NULLABLE"),
     ("tool_version", "STRING", "NULLABLE"),
     ("recorded_at", "TIMESTAMP", "REQUIRED"),
+    ("checks", "STRING", "NULLABLE"),
 ];
 
 /// The table definition used when the audit table is missing: partitioned
@@ -245,6 +260,7 @@ impl Checkpoints {
             "error_reason": r.error_reason,
             "error_message": r.error_message,
             "tool_version": env!("CARGO_PKG_VERSION"),
+            "checks": r.checks,
         }) else {
             unreachable!("a JSON object literal")
         };
@@ -473,6 +489,7 @@ mod tests {
             "error_message",
             "tool_version",
             "recorded_at",
+            "checks",
         ] {
             assert!(names.contains(&required), "{required}");
         }

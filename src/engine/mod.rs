@@ -10,3 +10,5 @@ pub mod lease;
 pub mod preflight;
 pub mod reconcile;
 pub mod runner;
+pub mod stage;
+pub mod verify;

@@ -131,7 +131,7 @@ fn failed_table(out: &mut String, v: &StatusView) {
     let failed: Vec<&PartitionView> = v
         .partitions
         .iter()
-        .filter(|p| p.shade == Shade::Failed)
+        .filter(|p| matches!(p.shade, Shade::Failed | Shade::VerifyFailed))
         .collect();
     if failed.is_empty() {
         return;

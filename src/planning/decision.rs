@@ -25,6 +25,11 @@ pub enum RunReason {
     PreviouslyCancelled,
     /// A job was recorded RUNNING (a crash or a kill): it will be adopted.
     AdoptRunning,
+    /// Staged and verified with the current logic, not yet published (a
+    /// crash or a kill between the two): the publish copy job is next.
+    Publish,
+    /// A verification check failed.
+    VerifyFailed,
 }
 
 /// Decide a partition's fate from its latest audit state.
@@ -39,6 +44,11 @@ pub fn decide(state: Option<&PartitionState>, fingerprint: &str) -> Decision {
             Status::Running => Decision::Run(RunReason::AdoptRunning),
             Status::Failed => Decision::Run(RunReason::PreviouslyFailed),
             Status::Cancelled => Decision::Run(RunReason::PreviouslyCancelled),
+            Status::Verified if s.fingerprint.as_deref() == Some(fingerprint) => {
+                Decision::Run(RunReason::Publish)
+            }
+            Status::Verified => Decision::Run(RunReason::StaleFingerprint),
+            Status::VerifyFailed => Decision::Run(RunReason::VerifyFailed),
         },
     }
 }
@@ -82,6 +92,18 @@ mod tests {
         assert_eq!(
             decide(Some(&st(Status::Cancelled, "a")), "a"),
             Decision::Run(RunReason::PreviouslyCancelled)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Verified, "a")), "a"),
+            Decision::Run(RunReason::Publish)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Verified, "b")), "a"),
+            Decision::Run(RunReason::StaleFingerprint)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::VerifyFailed, "a")), "a"),
+            Decision::Run(RunReason::VerifyFailed)
         );
     }
 }

@@ -121,6 +121,44 @@ pub struct LeaseOptions {
     pub ttl: Duration,
 }
 
+/// One verification check, run for every partition before it counts as
+/// done (see `engine::verify`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// Unique among the checks; recorded in the audit log and events.
+    pub name: String,
+    /// GoogleSQL receiving the partition parameters; `{target}` stands for
+    /// the table being checked (replaced by its backticked path).
+    pub query: String,
+    pub expect: Expect,
+}
+
+/// What a check's query must return.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// No rows at all (e.g. duplicate or NULL keys).
+    ZeroRows,
+    /// One scalar in `[min, max]` (either bound may be open).
+    RowCount { min: Option<i64>, max: Option<i64> },
+    /// One number within this many percent of the same query against the
+    /// destination's partition as it is before the write.
+    WithinPercentOfCurrent(f64),
+    /// One scalar equal to the scalar of this query (e.g. over the source).
+    EqualsQuery(String),
+}
+
+/// How a partition's rows reach the destination.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// The job writes `destination$P`; checks run afterwards and report.
+    Direct,
+    /// The job writes `staging$P`; checks run there; a copy job publishes
+    /// `staging$P → destination$P` only when every check passed.
+    Staged { staging: TableRef },
+}
+
 /// Everything a run needs, resolved and validated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
@@ -140,6 +178,20 @@ pub struct Settings {
     /// No partition starts once this much time has passed since the run began.
     pub max_runtime: Option<Duration>,
     pub lease: LeaseOptions,
+    /// Checks run for every partition (empty: none).
+    pub verify: Vec<Check>,
+    pub write: WriteMode,
+}
+
+impl Settings {
+    /// The table a partition's job writes: the staging table in staged
+    /// mode, else the destination.
+    pub fn write_target(&self) -> &TableRef {
+        match &self.write {
+            WriteMode::Direct => &self.destination,
+            WriteMode::Staged { staging } => staging,
+        }
+    }
 }
 
 /// When the process started, as seen by the settings resolver (for tests).

@@ -13,3 +13,4 @@ mod orchestrators;
 mod scenarios;
 mod snapshots;
 mod sources;
+mod verify;

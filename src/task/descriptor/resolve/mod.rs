@@ -18,6 +18,9 @@ mod options;
 mod partitions;
 mod source;
 mod tables;
+mod verify;
+
+pub use verify::{STAGING_SUFFIX, TARGET, staging_table};
 
 /// Values from the command line that take precedence over the descriptor.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -151,6 +154,8 @@ impl<'a> Builder<'a> {
         let retry = self.retry(&d.retry);
         let max_runtime = self.max_runtime(d.max_runtime_seconds);
         let lease = self.lease(&d.lease);
+        let verify = self.verify(&d.verify, granularity);
+        let write = self.write(&d.write, destination.as_ref());
 
         Some(Settings {
             job: d.job.clone(),
@@ -169,6 +174,8 @@ impl<'a> Builder<'a> {
             retry: retry?,
             max_runtime: max_runtime?,
             lease: lease?,
+            verify: verify?,
+            write: write?,
         })
     }
 

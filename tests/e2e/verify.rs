@@ -1,0 +1,324 @@
+//! Verification checks and write-audit-publish: a deliberately wrong query
+//! (rows doubled for some days) under `staged` leaves those days of the
+//! destination exactly as they were and publishes the rest; `direct` writes
+//! and reports the same failures; a kill between stage and publish converges.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use bq_emulator::{JobMatcher, demo};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+const STAGING: &str = "scratch";
+/// The days the wrong query doubles.
+const DOUBLED: [&str; 2] = ["20240102", "20240103"];
+
+/// The demo query plus, for the DOUBLED days, every row a second time.
+const DOUBLING_QUERY: &str = "SELECT DATE(event_ts) AS day, user_id, event_type, COUNT(*) AS events \
+FROM `demo-project.raw.events` \
+WHERE event_ts >= @partition_start AND event_ts < @partition_end \
+GROUP BY day, user_id, event_type \
+UNION ALL \
+SELECT DATE(event_ts) AS day, user_id, event_type, COUNT(*) AS events \
+FROM `demo-project.raw.events` \
+WHERE event_ts >= @partition_start AND event_ts < @partition_end \
+AND @partition_id IN ('20240102', '20240103') \
+GROUP BY day, user_id, event_type";
+
+/// Another logic for the first run: every count plus 1000, so that a
+/// published day is told from a kept one.
+const OLD_QUERY: &str = "SELECT DATE(event_ts) AS day, user_id, event_type, COUNT(*) + 1000 AS events \
+FROM `demo-project.raw.events` \
+WHERE event_ts >= @partition_start AND event_ts < @partition_end \
+GROUP BY day, user_id, event_type";
+
+fn checks() -> Value {
+    json!([
+        {
+            "name": "no_duplicate_keys",
+            "query": "SELECT user_id, event_type FROM {target} WHERE day = @partition_date GROUP BY user_id, event_type HAVING COUNT(*) > 1",
+            "expect": "zero_rows"
+        },
+        {
+            "name": "events_match_raw",
+            "query": "SELECT SUM(events) FROM {target} WHERE day = @partition_date",
+            "expect": {"equals_query": "SELECT COUNT(*) FROM `demo-project.raw.events` WHERE event_ts >= @partition_start AND event_ts < @partition_end"}
+        },
+        {
+            "name": "some_rows",
+            "query": "SELECT COUNT(*) FROM {target} WHERE day = @partition_date",
+            "expect": {"row_count": {"min": 1, "max": 100000}}
+        },
+        {
+            "name": "rows_near_current",
+            "query": "SELECT COUNT(*) FROM {target} WHERE day = @partition_date",
+            "expect": {"within_percent_of_current": 50}
+        }
+    ])
+}
+
+/// The destination's rows by day, each row as its JSON text, sorted: the
+/// partition's contents compared byte for byte.
+fn by_day(env: &Env) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in env.rows(demo::ANALYTICS_DATASET, demo::DAILY_TABLE) {
+        let day = s(&r["day"]).replace('-', "");
+        out.entry(day)
+            .or_default()
+            .push(serde_json::to_string(&r).unwrap());
+    }
+    for rows in out.values_mut() {
+        rows.sort();
+    }
+    out
+}
+
+/// The demo over 2024-01-01..05, the destination filled by the old logic.
+async fn env_with_old_contents() -> Env {
+    let env = Env::demo("2024-01-01", "2024-01-05").await;
+    env.emu.create_dataset(demo::PROJECT, STAGING);
+    let old = env.descriptor(
+        "2024-01-01",
+        "2024-01-05",
+        json!({"source": {"query": OLD_QUERY}}),
+    );
+    env.run(&old, &[]).expect_code(0);
+    env
+}
+
+fn wrong(env: &Env, mode: &str) -> Value {
+    let write = match mode {
+        "staged" => json!({"mode": "staged", "staging_dataset": STAGING}),
+        _ => json!({"mode": "direct"}),
+    };
+    env.descriptor(
+        "2024-01-01",
+        "2024-01-05",
+        json!({
+            "source": {"query": DOUBLING_QUERY},
+            "verify": checks(),
+            "write": write,
+            "on_failure": "continue"
+        }),
+    )
+}
+
+/// The failure events name the check and its observed value.
+fn assert_reported(r: &RunResult) {
+    let failed = r.of("partition_failed");
+    let failed_days: Vec<String> = failed.iter().map(|e| s(&e["partition"])).collect();
+    assert_eq!(failed_days, DOUBLED, "{failed:?}");
+    for e in &failed {
+        assert_eq!(e["reason"], "verify_failed");
+        let message = s(&e["message"]);
+        assert!(
+            message.contains("check `no_duplicate_keys` failed: observed ")
+                && message.contains("rows, expected 0 rows"),
+            "{message}"
+        );
+    }
+    let verified = r.of("partition_verified");
+    assert_eq!(verified.len(), 4);
+    for v in verified {
+        let doubled = DOUBLED.contains(&s(&v["partition"]).as_str());
+        assert_eq!(v["passed"], !doubled, "{v}");
+        let checks = v["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 4);
+        let by_name = |n: &str| checks.iter().find(|c| c["name"] == n).unwrap();
+        assert_eq!(by_name("no_duplicate_keys")["passed"], !doubled);
+        assert_eq!(by_name("events_match_raw")["passed"], !doubled);
+        assert_eq!(by_name("some_rows")["passed"], true);
+        // Twice the rows of the current partition: 100 % off, beyond 50 %.
+        let near = by_name("rows_near_current");
+        assert_eq!(near["passed"], !doubled, "{near}");
+        assert!(s(&near["expected"]).starts_with("within 50% of "), "{near}");
+        if doubled {
+            let obs = s(&by_name("no_duplicate_keys")["observed"]);
+            assert_ne!(obs, "0 rows");
+            let sum = by_name("events_match_raw");
+            let (got, want) = (s(&sum["observed"]), s(&sum["expected"]));
+            assert_eq!(format!("= {} (equals_query)", got.parse::<i64>().unwrap() / 2), want);
+        }
+    }
+}
+
+/// Latest audit rows of the doubled days: VERIFY_FAILED with the checks.
+fn assert_audited(env: &Env) {
+    let latest = env.latest_status();
+    for (day, status) in &latest {
+        let want = if DOUBLED.contains(&day.as_str()) {
+            "VERIFY_FAILED"
+        } else {
+            "SUCCEEDED"
+        };
+        assert_eq!(status, want, "{day}: {latest:?}");
+    }
+    let failed: Vec<_> = env
+        .audit()
+        .into_iter()
+        .filter(|r| r["status"] == "VERIFY_FAILED")
+        .collect();
+    assert_eq!(failed.len(), 2);
+    for row in failed {
+        assert_eq!(row["error_reason"], "verify_failed");
+        assert!(s(&row["error_message"]).contains("no_duplicate_keys"));
+        let checks: Vec<Value> = serde_json::from_str(&s(&row["checks"])).unwrap();
+        assert!(checks.iter().any(|c| c["name"] == "no_duplicate_keys"
+            && c["passed"] == false
+            && s(&c["observed"]) != "0 rows"));
+        assert_eq!(row["record_version"], "3");
+    }
+}
+
+fn assert_status_names_the_check(env: &Env, d: &Value) {
+    let r = env.run(d, &["status", "--format", "json"]);
+    r.expect_code(0);
+    let text = r.stdout.clone();
+    for day in DOUBLED {
+        assert!(text.contains(day), "{text}");
+    }
+    assert!(
+        text.contains("verify_failed: check `no_duplicate_keys` failed: observed"),
+        "{text}"
+    );
+    let human = env.run(d, &["status"]);
+    assert!(human.stdout.contains("no_duplicate_keys"), "{}", human.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_leaves_failed_days_untouched_and_publishes_the_rest() {
+    let env = env_with_old_contents().await;
+    let before = by_day(&env);
+    let d = wrong(&env, "staged");
+    let r = env.run(&d, &[]);
+    r.expect_code(1);
+    assert_reported(&r);
+    assert_audited(&env);
+
+    let after = by_day(&env);
+    let expected = demo::expected_daily(date("2024-01-01"), date("2024-01-05"));
+    for day in ["20240101", "20240102", "20240103", "20240104"] {
+        if DOUBLED.contains(&day) {
+            assert_eq!(after[day], before[day], "{day} must be untouched");
+        } else {
+            assert_ne!(after[day], before[day], "{day} must be published");
+        }
+    }
+    let published: BTreeMap<_, _> = env
+        .daily()
+        .into_iter()
+        .filter(|((day, _, _), _)| !["2024-01-02", "2024-01-03"].contains(&day.as_str()))
+        .collect();
+    let want: BTreeMap<_, _> = expected
+        .into_iter()
+        .filter(|((day, _, _), _)| !["2024-01-02", "2024-01-03"].contains(&day.as_str()))
+        .collect();
+    assert_eq!(published, want);
+    // Published by copy jobs from the staging table, one per good day.
+    let publishes: Vec<Value> = env
+        .emu
+        .jobs()
+        .into_iter()
+        .filter(|j| s(&j["jobId"]).ends_with("_publish"))
+        .collect();
+    assert_eq!(publishes.len(), 2, "{publishes:?}");
+    assert_status_names_the_check(&env, &d);
+
+    // A rerun redoes only the failed days, which fail again: still untouched.
+    let again = env.run(&d, &[]);
+    again.expect_code(1);
+    assert_eq!(again.partitions("partition_skipped").len(), 2);
+    assert_eq!(by_day(&env), after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_writes_and_reports_the_same_failures() {
+    let env = env_with_old_contents().await;
+    let d = wrong(&env, "direct");
+    let r = env.run(&d, &[]);
+    r.expect_code(1);
+    assert_reported(&r);
+    assert_audited(&env);
+    // Direct mode wrote the doubled days before checking them.
+    let after = by_day(&env);
+    for day in DOUBLED {
+        let keys: Vec<Value> = after[day]
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(r).unwrap())
+            .map(|r| json!([r["user_id"], r["event_type"]]))
+            .collect();
+        let mut unique = keys.clone();
+        unique.dedup();
+        assert!(unique.len() < keys.len(), "{day} holds doubled rows");
+    }
+    assert_status_names_the_check(&env, &d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_stage_and_publish_converges_without_a_second_publish() {
+    let env = Env::demo("2024-01-01", "2024-01-04").await;
+    env.emu.create_dataset(demo::PROJECT, STAGING);
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-04",
+        json!({
+            "verify": checks(),
+            "write": {"mode": "staged", "staging_dataset": STAGING}
+        }),
+    );
+    env.emu
+        .faults()
+        .slow_jobs(JobMatcher::IdContains("_publish".into()), Duration::from_secs(3));
+    let mut child = env.spawn(&d, &[]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let publishing = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the run ended before publishing");
+        let v: Value = serde_json::from_str(line.trim_end()).unwrap();
+        if v["event"] == "partition_publishing" {
+            break v;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let day = s(&publishing["partition"]);
+    assert_eq!(env.latest_status()[&day], "VERIFIED");
+
+    env.normal_speed();
+    let r = env.run(&d, &["--force-unlock"]);
+    r.expect_code(0);
+    let adopted = r.of("partition_publishing");
+    assert_eq!(adopted[0]["partition"], day.as_str());
+    assert_eq!(adopted[0]["adopted"], true);
+    assert_eq!(s(&adopted[0]["bq_job_id"]), s(&publishing["bq_job_id"]));
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-04"))
+    );
+    assert!(env.latest_status().values().all(|s| s == "SUCCEEDED"));
+    let mut per_day: BTreeMap<String, usize> = BTreeMap::new();
+    for j in env.emu.jobs() {
+        let id = s(&j["jobId"]);
+        if id.ends_with("_publish") {
+            *per_day.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(per_day.len(), 3, "one publish job per day: {per_day:?}");
+    assert!(per_day.values().all(|n| *n == 1));
+    // Nothing was staged twice for the killed day either.
+    let stages = env
+        .emu
+        .jobs()
+        .into_iter()
+        .filter(|j| {
+            let id = s(&j["jobId"]);
+            id.starts_with("bqb_") && id.contains(&day) && !id.ends_with("_publish")
+        })
+        .count();
+    assert_eq!(stages, 1);
+    assert_eq!(env.emu.stats().concurrency_violations, 0);
+}

@@ -92,6 +92,8 @@ pub async fn plan_command(
                 fingerprint: fp,
                 rows,
                 checks,
+                write: settings.describe_write(),
+                verify: settings.describe_checks(),
                 price_per_tib: opts.estimate.then_some(opts.price_per_tib),
             };
             let _ = out.write_all(report::plan_text(&view).as_bytes());
@@ -131,7 +133,7 @@ fn plan_json(
         let _ = writeln!(out, "{line}");
     }
     let to_run = rows.iter().filter(|r| r.action == "run").count();
-    let mut summary = json!({"partitions_total": rows.len(), "to_run": to_run, "to_skip": rows.len() - to_run, "fingerprint": fp, "checks": checks});
+    let mut summary = json!({"partitions_total": rows.len(), "to_run": to_run, "to_skip": rows.len() - to_run, "fingerprint": fp, "checks": checks, "write": settings.describe_write(), "verify": settings.describe_checks()});
     if rows.iter().any(|r| r.bytes.is_some()) {
         summary["estimated_bytes_processed"] =
             json!(rows.iter().filter_map(|r| r.bytes).sum::<i64>());
@@ -278,11 +280,9 @@ pub async fn status_command(
                 bq_job_id: st.and_then(|s| s.bq_job_id.clone()),
                 run_id: st.map(|s| s.run_id.clone()),
                 recorded_at: st.and_then(|s| s.recorded_at),
-                error: st
-                    .and_then(|s| s.error.clone())
-                    .filter(|_| {
-                        st.is_some_and(|s| matches!(s.status, Status::Failed | Status::VerifyFailed))
-                    }),
+                error: st.and_then(|s| s.error.clone()).filter(|_| {
+                    st.is_some_and(|s| matches!(s.status, Status::Failed | Status::VerifyFailed))
+                }),
                 partition: p,
             }
         })

@@ -755,7 +755,12 @@ impl BigQuery {
             "expirationTime": expires_ms.to_string(),
             "description": format!("bq-backfill staging table of {like}; expires unless used"),
         });
-        for key in ["schema", "timePartitioning", "rangePartitioning", "clustering"] {
+        for key in [
+            "schema",
+            "timePartitioning",
+            "rangePartitioning",
+            "clustering",
+        ] {
             if let Some(v) = source.get(key).filter(|v| !v.is_null()) {
                 body[key] = v.clone();
             }

@@ -192,20 +192,20 @@ async fn run_inner(
         Ok(states) => match stage::ensure_staging(&ctx.bq, s).await {
             Err(e) => Err(e),
             Ok(()) => {
-            let strategy = strategy::for_settings(s);
-            let slot = Slot {
-                ctx,
-                cp: &cp,
-                lease: &lease,
-                strategy: strategy.as_ref(),
-                fp: &fp,
-                started,
-            };
-            tokio::select! {
-                biased;
-                () = lease.lost() => Err(lease.lost_error().into()),
-                r = run_partitions(&slot, plan, &states, tally) => r,
-            }
+                let strategy = strategy::for_settings(s);
+                let slot = Slot {
+                    ctx,
+                    cp: &cp,
+                    lease: &lease,
+                    strategy: strategy.as_ref(),
+                    fp: &fp,
+                    started,
+                };
+                tokio::select! {
+                    biased;
+                    () = lease.lost() => Err(lease.lost_error().into()),
+                    r = run_partitions(&slot, plan, &states, tally) => r,
+                }
             }
         },
         Err(e) => Err(e.into()),

@@ -49,7 +49,8 @@ pub async fn ensure_staging(bq: &BigQuery, s: &Settings) -> Result<(), RunFailur
     };
     let expires = Utc::now().timestamp_millis() + STAGING_TTL.as_millis() as i64;
     let Some(meta) = bq.get_table(staging).await? else {
-        bq.create_table_like(staging, &s.destination, expires).await?;
+        bq.create_table_like(staging, &s.destination, expires)
+            .await?;
         tracing::info!("created the staging table {staging}");
         return Ok(());
     };
@@ -77,7 +78,10 @@ pub async fn ensure_staging(bq: &BigQuery, s: &Settings) -> Result<(), RunFailur
 }
 
 /// Direct mode: the `within_percent_of_current` values before the write.
-pub(crate) async fn baseline(slot: &Slot<'_>, p: &Partition) -> Result<Option<Current>, RunFailure> {
+pub(crate) async fn baseline(
+    slot: &Slot<'_>,
+    p: &Partition,
+) -> Result<Option<Current>, RunFailure> {
     let s = &slot.ctx.settings;
     if s.write != WriteMode::Direct || !has_current_checks(s) {
         return Ok(None);
@@ -294,8 +298,8 @@ async fn settle_publish(
         }
         Some(err) => {
             // A failed copy wrote nothing; the next attempt stages again.
-            let retryable = crate::bq::retry::is_transient_job_reason(&err.reason)
-                || err.reason == "stopped";
+            let retryable =
+                crate::bq::retry::is_transient_job_reason(&err.reason) || err.reason == "stopped";
             let will_retry = retryable && may_retry() && !ctx.cancel.is_cancelled();
             record_failure(slot, publish, err, retryable, will_retry).await?;
             Ok(if retryable {
@@ -352,11 +356,17 @@ pub(crate) async fn resume(
         }
         None if !same_logic => Ok(None),
         None if ctx.bq.get_table(staging).await?.is_none() => {
-            tracing::warn!("staging table {staging} is gone; staging partition {} again", p.id);
+            tracing::warn!(
+                "staging table {staging} is gone; staging partition {} again",
+                p.id
+            );
             Ok(None)
         }
         None => {
-            tracing::info!("partition {} was verified but not published; publishing", p.id);
+            tracing::info!(
+                "partition {} was verified but not published; publishing",
+                p.id
+            );
             settled(publish(slot, &recorded, t0, &may_retry).await?)
         }
     }

@@ -206,7 +206,11 @@ pub fn failure_message(results: &[CheckResult]) -> Option<String> {
     let first = failed.first()?;
     let more = match failed.len() {
         1 => String::new(),
-        n => format!(" (and {} more failed check{})", n - 1, if n > 2 { "s" } else { "" }),
+        n => format!(
+            " (and {} more failed check{})",
+            n - 1,
+            if n > 2 { "s" } else { "" }
+        ),
     };
     Some(format!(
         "check `{}` failed: observed {}, expected {}{more}",
@@ -247,7 +251,10 @@ mod tests {
         assert!(ok.passed);
         let bad = evaluate(&c, &rows(3), &Reference::None);
         assert!(!bad.passed);
-        assert_eq!((bad.observed.as_str(), bad.expected.as_str()), ("3 rows", "0 rows"));
+        assert_eq!(
+            (bad.observed.as_str(), bad.expected.as_str()),
+            ("3 rows", "0 rows")
+        );
         assert_eq!(
             failure_message(&[ok, bad]).unwrap(),
             "check `c` failed: observed 3 rows, expected 0 rows"
@@ -265,7 +272,10 @@ mod tests {
         let r = evaluate(&c, &one("5"), &Reference::None);
         assert!(!r.passed);
         assert_eq!(r.expected, "between 2 and 4");
-        assert!(!evaluate(&c, &rows(2), &Reference::None).passed, "two rows are no scalar");
+        assert!(
+            !evaluate(&c, &rows(2), &Reference::None).passed,
+            "two rows are no scalar"
+        );
         let open = check(Expect::RowCount {
             min: None,
             max: Some(1),
@@ -298,7 +308,10 @@ mod tests {
         assert!(evaluate(&c, &one("42"), &Reference::Query(one("42.0"))).passed);
         let r = evaluate(&c, &one("84"), &Reference::Query(one("42")));
         assert!(!r.passed);
-        assert_eq!((r.observed.as_str(), r.expected.as_str()), ("84", "= 42 (equals_query)"));
+        assert_eq!(
+            (r.observed.as_str(), r.expected.as_str()),
+            ("84", "= 42 (equals_query)")
+        );
         assert!(!evaluate(&c, &one("1"), &Reference::Query(Err("error: x".into()))).passed);
     }
 

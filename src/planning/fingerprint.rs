@@ -184,7 +184,14 @@ mod tests {
         let q = "SELECT COUNT(*) FROM {target} WHERE day = @partition_date";
         let base = check("n", q, json!({"row_count": {"min": 1}}));
         assert_ne!(base, check("m", q, json!({"row_count": {"min": 1}})));
-        assert_ne!(base, check("n", &format!("{q} AND 1=1"), json!({"row_count": {"min": 1}})));
+        assert_ne!(
+            base,
+            check(
+                "n",
+                &format!("{q} AND 1=1"),
+                json!({"row_count": {"min": 1}})
+            )
+        );
         assert_ne!(base, check("n", q, json!({"row_count": {"min": 2}})));
         assert_ne!(base, check("n", q, json!("zero_rows")));
         assert_eq!(base, check("n", q, json!({"row_count": {"min": 1}})));

@@ -148,6 +148,41 @@ pub enum Expect {
     EqualsQuery(String),
 }
 
+impl Expect {
+    /// The expectation as written in the descriptor, for `plan`.
+    pub fn describe(&self) -> String {
+        match self {
+            Expect::ZeroRows => "zero_rows".into(),
+            Expect::RowCount { min, max } => {
+                let bound = |b: &Option<i64>| b.map_or("-".to_string(), |n| n.to_string());
+                format!("row_count [{}, {}]", bound(min), bound(max))
+            }
+            Expect::WithinPercentOfCurrent(p) => format!("within_percent_of_current {p}"),
+            Expect::EqualsQuery(_) => "equals_query".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// The write strategy, for `plan`.
+    pub fn describe_write(&self) -> String {
+        match &self.write {
+            WriteMode::Direct => "direct (the checks run after the write)".into(),
+            WriteMode::Staged { staging } => {
+                format!("staged in {staging}, published by a copy job once every check passed")
+            }
+        }
+    }
+
+    /// One line per check, for `plan`: `name: expectation`.
+    pub fn describe_checks(&self) -> Vec<String> {
+        self.verify
+            .iter()
+            .map(|c| format!("{}: {}", c.name, c.expect.describe()))
+            .collect()
+    }
+}
+
 /// How a partition's rows reach the destination.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -492,7 +492,7 @@ async fn the_audit_log_holds_partition_rows_only_and_the_lease_has_its_own_table
             ["RUNNING", "SUCCEEDED"].contains(&s(&r["status"]).as_str()),
             "{r:?}"
         );
-        assert_eq!(s(&r["record_version"]), "2");
+        assert_eq!(s(&r["record_version"]), "3");
     }
     let lease = env.rows(demo::OPS_DATASET, &format!("{AUDIT}_lease"));
     let statuses: Vec<String> = lease.iter().map(|r| s(&r["status"])).collect();

@@ -140,7 +140,10 @@ fn assert_reported(r: &RunResult) {
             assert_ne!(obs, "0 rows");
             let sum = by_name("events_match_raw");
             let (got, want) = (s(&sum["observed"]), s(&sum["expected"]));
-            assert_eq!(format!("= {} (equals_query)", got.parse::<i64>().unwrap() / 2), want);
+            assert_eq!(
+                format!("= {} (equals_query)", got.parse::<i64>().unwrap() / 2),
+                want
+            );
         }
     }
 }
@@ -185,7 +188,11 @@ fn assert_status_names_the_check(env: &Env, d: &Value) {
         "{text}"
     );
     let human = env.run(d, &["status"]);
-    assert!(human.stdout.contains("no_duplicate_keys"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("no_duplicate_keys"),
+        "{}",
+        human.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,10 +245,27 @@ async fn staged_leaves_failed_days_untouched_and_publishes_the_rest() {
 async fn direct_writes_and_reports_the_same_failures() {
     let env = env_with_old_contents().await;
     let d = wrong(&env, "direct");
-    let r = env.run(&d, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    let github = [
+        ("GITHUB_ACTIONS", "true".to_string()),
+        ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
+    ];
+    let r = env.run_env(&d, &[], &github);
     r.expect_code(1);
     assert_reported(&r);
     assert_audited(&env);
+    // The step summary lists the failed checks and shades those days.
+    let md = std::fs::read_to_string(&summary).unwrap();
+    for day in DOUBLED {
+        assert!(
+            md.contains(&format!(
+                "| `{day}` | 2 | `verify_failed` | check `no_duplicate_keys` failed: observed "
+            )),
+            "{md}"
+        );
+    }
+    assert!(md.contains("Mon  S\nTue  V\nWed  V\nThu  S"), "{md}");
     // Direct mode wrote the doubled days before checking them.
     let after = by_day(&env);
     for day in DOUBLED {
@@ -269,15 +293,19 @@ async fn a_kill_between_stage_and_publish_converges_without_a_second_publish() {
             "write": {"mode": "staged", "staging_dataset": STAGING}
         }),
     );
-    env.emu
-        .faults()
-        .slow_jobs(JobMatcher::IdContains("_publish".into()), Duration::from_secs(3));
+    env.emu.faults().slow_jobs(
+        JobMatcher::IdContains("_publish".into()),
+        Duration::from_secs(3),
+    );
     let mut child = env.spawn(&d, &[]);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     let publishing = loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the run ended before publishing");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the run ended before publishing"
+        );
         let v: Value = serde_json::from_str(line.trim_end()).unwrap();
         if v["event"] == "partition_publishing" {
             break v;
@@ -321,4 +349,85 @@ async fn a_kill_between_stage_and_publish_converges_without_a_second_publish() {
         .count();
     assert_eq!(stages, 1);
     assert_eq!(env.emu.stats().concurrency_violations, 0);
+}
+
+/// Killed right after VERIFIED was recorded, while the publish insert is
+/// still on its way (every jobs.insert is slowed): the rerun finds the
+/// publish job under its ID if the insert landed, or publishes now if it did
+/// not — either way exactly one publish, and the destination converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_right_after_verified_publishes_exactly_once_on_the_rerun() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.emu.create_dataset(demo::PROJECT, STAGING);
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-03",
+        json!({
+            "verify": checks(),
+            "write": {"mode": "staged", "staging_dataset": STAGING}
+        }),
+    );
+    env.emu
+        .faults()
+        .delay("jobs.insert", 100, Duration::from_millis(1500));
+    let mut child = env.spawn(&d, &[]);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let verified = |env: &Env| {
+        // The audit table may not exist yet.
+        env.emu
+            .read_rows(demo::PROJECT, demo::OPS_DATASET, AUDIT)
+            .is_ok_and(|rows| rows.iter().any(|r| r["status"] == "VERIFIED"))
+    };
+    while !verified(&env) {
+        assert!(std::time::Instant::now() < until, "never VERIFIED");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.normal_speed();
+    // Whatever request was in flight has landed (or never will).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let publishes = |env: &Env| {
+        env.emu
+            .jobs()
+            .into_iter()
+            .filter(|j| {
+                let id = s(&j["jobId"]);
+                id.contains("20240101") && id.ends_with("_publish")
+            })
+            .count()
+    };
+    let landed = publishes(&env);
+    assert!(landed <= 1);
+
+    let r = env.run(&d, &["--force-unlock"]);
+    r.expect_code(0);
+    let first = r.of("partition_publishing")[0];
+    assert_eq!(first["partition"], "20240101");
+    assert_eq!(first["adopted"], landed == 1, "{first}");
+    eprintln!(
+        "kill after VERIFIED: the publish insert {} before the kill",
+        if landed == 1 {
+            "had landed"
+        } else {
+            "had not landed"
+        }
+    );
+    assert_eq!(publishes(&env), 1, "published exactly once");
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-03"))
+    );
+    assert!(env.latest_status().values().all(|s| s == "SUCCEEDED"));
+    // The verified stage was not redone.
+    let stages = env
+        .emu
+        .jobs()
+        .into_iter()
+        .filter(|j| {
+            let id = s(&j["jobId"]);
+            id.starts_with("bqb_") && id.contains("20240101") && !id.ends_with("_publish")
+        })
+        .count();
+    assert_eq!(stages, 1);
 }

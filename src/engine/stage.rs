@@ -49,8 +49,18 @@ pub async fn ensure_staging(bq: &BigQuery, s: &Settings) -> Result<(), RunFailur
     };
     let expires = Utc::now().timestamp_millis() + STAGING_TTL.as_millis() as i64;
     let Some(meta) = bq.get_table(staging).await? else {
-        bq.create_table_like(staging, &s.destination, expires)
-            .await?;
+        match bq.create_table_like(staging, &s.destination, expires).await {
+            Err(e) if e.is_not_found() => {
+                return Err(RunFailure::Config {
+                    message: format!("cannot create the staging table {staging}: {e}"),
+                    hint: Some(format!(
+                        "create the dataset {}.{} (in the destination's location), or point write.staging_dataset at an existing one",
+                        staging.project, staging.dataset
+                    )),
+                });
+            }
+            r => r?,
+        };
         tracing::info!("created the staging table {staging}");
         return Ok(());
     };
@@ -352,7 +362,9 @@ pub(crate) async fn resume(
         Some(info) if info.state == JobState::Done && info.error.is_some() => Ok(None),
         Some(info) => {
             tracing::info!(job = %publishing.job_id, "adopting the publish recorded after VERIFIED");
-            settled(settle_publish(slot, &publishing, info, true, t0, &may_retry).await?)
+            Ok(settled(
+                settle_publish(slot, &publishing, info, true, t0, &may_retry).await?,
+            ))
         }
         None if !same_logic => Ok(None),
         None if ctx.bq.get_table(staging).await?.is_none() => {
@@ -367,14 +379,14 @@ pub(crate) async fn resume(
                 "partition {} was verified but not published; publishing",
                 p.id
             );
-            settled(publish(slot, &recorded, t0, &may_retry).await?)
+            Ok(settled(publish(slot, &recorded, t0, &may_retry).await?))
         }
     }
 }
 
-fn settled(s: Settled) -> Result<Option<PartitionResult>, RunFailure> {
-    Ok(match s {
+fn settled(s: Settled) -> Option<PartitionResult> {
+    match s {
         Settled::Done(r) => Some(r),
         Settled::NewAttempt => None,
-    })
+    }
 }

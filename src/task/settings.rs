@@ -167,6 +167,7 @@ impl Settings {
     /// The write strategy, for `plan`.
     pub fn describe_write(&self) -> String {
         match &self.write {
+            WriteMode::Direct if self.verify.is_empty() => "direct".into(),
             WriteMode::Direct => "direct (the checks run after the write)".into(),
             WriteMode::Staged { staging } => {
                 format!("staged in {staging}, published by a copy job once every check passed")

@@ -431,3 +431,30 @@ async fn a_kill_right_after_verified_publishes_exactly_once_on_the_rerun() {
         .count();
     assert_eq!(stages, 1);
 }
+
+/// A staging dataset that does not exist stops the run before any job,
+/// with a hint, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_staging_dataset_is_a_configuration_error() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-03",
+        json!({"write": {"mode": "staged", "staging_dataset": "nowhere"}}),
+    );
+    let r = env.run(&d, &[]);
+    r.expect_code(78);
+    let e = &r.finished()["error"];
+    assert!(
+        s(&e["message"]).contains(
+            "cannot create the staging table demo-project.nowhere.events_daily__bqb_stage"
+        ),
+        "{e}"
+    );
+    assert!(
+        s(&e["hint"]).contains("create the dataset demo-project.nowhere"),
+        "{e}"
+    );
+    assert!(r.of("partition_started").is_empty());
+    assert!(env.daily().is_empty());
+}

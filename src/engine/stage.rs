@@ -347,9 +347,7 @@ pub(crate) async fn resume(
     t0: Instant,
 ) -> Result<Option<PartitionResult>, RunFailure> {
     let ctx = slot.ctx;
-    let WriteMode::Staged { staging } = &ctx.settings.write else {
-        return Ok(None);
-    };
+    // Whatever the settings are now, a publish in flight is waited out.
     let recorded = Attempt::recorded(slot, p, st);
     let publishing = recorded.with_job(publish_job_id(&recorded.job_id));
     let same_logic = st.fingerprint.as_deref() == Some(slot.fp);
@@ -366,10 +364,11 @@ pub(crate) async fn resume(
                 settle_publish(slot, &publishing, info, true, t0, &may_retry).await?,
             ))
         }
+        // A VERIFIED row with the current fingerprint means staged mode.
         None if !same_logic => Ok(None),
-        None if ctx.bq.get_table(staging).await?.is_none() => {
+        None if !staging_exists(ctx).await? => {
             tracing::warn!(
-                "staging table {staging} is gone; staging partition {} again",
+                "the staging table is gone; staging partition {} again",
                 p.id
             );
             Ok(None)
@@ -381,6 +380,13 @@ pub(crate) async fn resume(
             );
             Ok(settled(publish(slot, &recorded, t0, &may_retry).await?))
         }
+    }
+}
+
+async fn staging_exists(ctx: &crate::engine::runner::RunContext) -> Result<bool, RunFailure> {
+    match &ctx.settings.write {
+        WriteMode::Staged { staging } => Ok(ctx.bq.get_table(staging).await?.is_some()),
+        WriteMode::Direct => Ok(false),
     }
 }
 

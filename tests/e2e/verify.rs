@@ -195,6 +195,26 @@ fn assert_status_names_the_check(env: &Env, d: &Value) {
     );
 }
 
+/// The staging table is partitioned like the destination and expires about
+/// a week after the last run that used it.
+async fn assert_staging_expires_in_a_week(env: &Env) {
+    let url = format!(
+        "{}/bigquery/v2/projects/{}/datasets/{STAGING}/tables/{}__bqb_stage",
+        env.emu.base_url(),
+        demo::PROJECT,
+        demo::DAILY_TABLE
+    );
+    let meta: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(meta["timePartitioning"]["field"], "day", "{meta}");
+    let expires: i64 = s(&meta["expirationTime"]).parse().unwrap();
+    let week = 7 * 24 * 3600 * 1000;
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        (now + week - 60_000..=now + week).contains(&expires),
+        "{meta}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staged_leaves_failed_days_untouched_and_publishes_the_rest() {
     let env = env_with_old_contents().await;
@@ -233,12 +253,16 @@ async fn staged_leaves_failed_days_untouched_and_publishes_the_rest() {
         .collect();
     assert_eq!(publishes.len(), 2, "{publishes:?}");
     assert_status_names_the_check(&env, &d);
+    assert_staging_expires_in_a_week(&env).await;
 
     // A rerun redoes only the failed days, which fail again: still untouched.
     let again = env.run(&d, &[]);
     again.expect_code(1);
     assert_eq!(again.partitions("partition_skipped").len(), 2);
     assert_eq!(by_day(&env), after);
+    // The rerun pushed the staging table's expiration back (tables.patch).
+    assert!(env.stat("tables.patch") >= 1);
+    assert_staging_expires_in_a_week(&env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,11 +10,12 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::bq::BigQuery;
+use crate::bq::{BigQuery, JobSpec, QueryJob};
 use crate::engine::checkpoint::{Checkpoints, PartitionState, Status};
 use crate::engine::failure::RunFailure;
 use crate::engine::lease;
 use crate::engine::preflight;
+use crate::engine::verify;
 use crate::exit;
 use crate::output::calendar::{Layout, Shade};
 use crate::output::report::{self, LeaseView, PartitionView, PlanRow, PlanView, StatusView};
@@ -22,7 +23,7 @@ use crate::planning::decision::{self, Decision};
 use crate::planning::partition::{self, Partition};
 use crate::planning::{fingerprint, strategy};
 use crate::task::cli::Format;
-use crate::task::settings::{Settings, Source};
+use crate::task::settings::{Expect, Settings, Source};
 
 /// Dry runs in flight at once for `plan --estimate`.
 const ESTIMATE_PARALLELISM: usize = 8;
@@ -149,6 +150,60 @@ pub async fn query_checks(
     settings: &Settings,
     plan: &[Partition],
 ) -> Result<Vec<String>, RunFailure> {
+    let mut checks = source_checks(bq, settings, plan).await?;
+    if let Some(first) = plan.first() {
+        checks.extend(verify_checks(bq, settings, first).await?);
+    }
+    Ok(checks)
+}
+
+/// Dry-runs every check's query (and equals query) for `first`, against
+/// the destination (the staging table has its schema and may not exist yet).
+async fn verify_checks(
+    bq: &BigQuery,
+    settings: &Settings,
+    first: &Partition,
+) -> Result<Vec<String>, RunFailure> {
+    for c in &settings.verify {
+        let mut sqls = vec![verify::check_sql(c, &settings.destination)];
+        if let Expect::EqualsQuery(q) = &c.expect {
+            sqls.push(q.clone());
+        }
+        for sql in sqls {
+            let job = JobSpec::Query(QueryJob {
+                params: strategy::partition_parameters(first),
+                ..QueryJob::plain(&sql)
+            });
+            match bq.dry_run(&job).await {
+                Ok(_) => {}
+                Err(e) if e.is_transient() || e.is_permission() => return Err(e.into()),
+                Err(e) => {
+                    return Err(RunFailure::Config {
+                        message: format!(
+                            "check `{}` does not dry-run for partition {}: {e}",
+                            c.name, first.id
+                        ),
+                        hint: Some("fix the check's query (or its equals_query); `{target}` is replaced by the checked table's path and the partition parameters are the source query's".into()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(match settings.verify.len() {
+        0 => Vec::new(),
+        n => vec![format!(
+            "{n} verification check(s) dry-run for {}",
+            first.id
+        )],
+    })
+}
+
+/// Dry-runs the source query for the first and last partitions.
+async fn source_checks(
+    bq: &BigQuery,
+    settings: &Settings,
+    plan: &[Partition],
+) -> Result<Vec<String>, RunFailure> {
     let Source::Query { sql } = &settings.source else {
         return Ok(vec!["no query to dry-run (load or copy source)".into()]);
     };
@@ -213,6 +268,8 @@ pub async fn validate_dry_run(
             let e = f.to_run_error();
             let field = if e.message.starts_with("the query") {
                 "source.query"
+            } else if e.message.starts_with("check `") {
+                "verify"
             } else {
                 "destination"
             };

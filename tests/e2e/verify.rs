@@ -482,3 +482,48 @@ async fn a_missing_staging_dataset_is_a_configuration_error() {
     assert!(r.of("partition_started").is_empty());
     assert!(env.daily().is_empty());
 }
+
+/// `validate --dry-run` (and `plan`) dry-run every check against the
+/// destination before anything runs: a check reading a missing column is a
+/// configuration error naming the check, and no job is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_dry_run_checks_every_check_query() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.emu.create_dataset(demo::PROJECT, STAGING);
+    let staged = json!({"mode": "staged", "staging_dataset": STAGING});
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-03",
+        json!({"verify": checks(), "write": staged}),
+    );
+    let ok = env.run(&d, &["validate", "--dry-run"]);
+    ok.expect_code(0);
+    let lines = ok.events[0]["dry_run"]["checks"].to_string();
+    assert!(
+        lines.contains("4 verification check(s) dry-run for 20240101"),
+        "{lines}"
+    );
+
+    let bad_check = json!([{
+        "name": "by_missing_column",
+        "query": "SELECT COUNT(*) FROM {target} WHERE no_such_column = @partition_date",
+        "expect": {"row_count": {"min": 1}}
+    }]);
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-03",
+        json!({"verify": bad_check, "write": staged}),
+    );
+    let bad = env.run(&d, &["validate", "--dry-run"]);
+    bad.expect_code(78);
+    let error = &bad.events[0]["errors"][0];
+    assert_eq!(error["field"], "verify");
+    assert!(
+        s(&error["message"])
+            .starts_with("check `by_missing_column` does not dry-run for partition 20240101"),
+        "{error}"
+    );
+    let plan = env.run(&d, &["plan"]);
+    plan.expect_code(78);
+    assert_eq!(env.emu.stats().jobs_created, 0);
+}

@@ -688,6 +688,100 @@ const CASES: &[(&str, i32, &[&str])] = &[
             "\"stop\" or \"continue\"",
         ],
     ),
+    // Verification checks and the write strategy.
+    (
+        "verify_without_target",
+        INVALID,
+        &[
+            "verify[0].query: check query does not contain `{target}`",
+            "backticked table path",
+        ],
+    ),
+    (
+        "verify_duplicate_name",
+        INVALID,
+        &[
+            "verify[1].name: check name `rows` is used twice",
+            "its own name",
+        ],
+    ),
+    (
+        "verify_other_placeholder",
+        INVALID,
+        &[
+            "verify[0].query: check query contains the placeholder `{dimension}`",
+            "only placeholder",
+        ],
+    ),
+    (
+        "verify_min_above_max",
+        INVALID,
+        &[
+            "verify[0].expect.row_count: row_count min 10 is greater than max 1",
+            "min <= max",
+        ],
+    ),
+    (
+        "verify_unknown_expectation",
+        INVALID,
+        &["verify", "unknown variant `at_least`"],
+    ),
+    (
+        "verify_negative_percent",
+        INVALID,
+        &[
+            "verify[0].expect.within_percent_of_current: -5 is out of range",
+            "percent",
+        ],
+    ),
+    (
+        "verify_bad_name",
+        INVALID,
+        &[
+            "verify[0].name: check name `no-dupes` is not a valid name",
+            "no_duplicate_keys",
+        ],
+    ),
+    (
+        "verify_no_partition_parameter",
+        INVALID,
+        &[
+            "verify[0].query: query does not use any partition parameter",
+            "@partition_date",
+        ],
+    ),
+    (
+        "verify_equals_query_with_target",
+        INVALID,
+        &[
+            "verify[0].expect.equals_query: the equals query contains `{target}`",
+            "from the source",
+        ],
+    ),
+    (
+        "staged_without_dataset",
+        INVALID,
+        &[
+            "write.staging_dataset: write.mode `staged` needs a staging dataset",
+            "\"staging_dataset\"",
+        ],
+    ),
+    (
+        "staged_bad_dataset",
+        INVALID,
+        &[
+            "write.staging_dataset: dataset name `my-scratch` contains",
+            "a dataset name",
+        ],
+    ),
+    (
+        "direct_with_staging_dataset",
+        INVALID,
+        &[
+            "write.staging_dataset: staging_dataset is set but write.mode is `direct`",
+            "\"mode\": \"staged\"",
+        ],
+    ),
 ];
 
 /// Counts TCP connections to a local port standing in for BigQuery.

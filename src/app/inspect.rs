@@ -10,11 +10,12 @@ use chrono::Utc;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::bq::BigQuery;
+use crate::bq::{BigQuery, JobSpec, QueryJob};
 use crate::engine::checkpoint::{Checkpoints, PartitionState, Status};
 use crate::engine::failure::RunFailure;
 use crate::engine::lease;
 use crate::engine::preflight;
+use crate::engine::verify;
 use crate::exit;
 use crate::output::calendar::{Layout, Shade};
 use crate::output::report::{self, LeaseView, PartitionView, PlanRow, PlanView, StatusView};
@@ -22,7 +23,7 @@ use crate::planning::decision::{self, Decision};
 use crate::planning::partition::{self, Partition};
 use crate::planning::{fingerprint, strategy};
 use crate::task::cli::Format;
-use crate::task::settings::{Settings, Source};
+use crate::task::settings::{Expect, Settings, Source};
 
 /// Dry runs in flight at once for `plan --estimate`.
 const ESTIMATE_PARALLELISM: usize = 8;
@@ -98,6 +99,8 @@ pub async fn plan_command(
                 fingerprint: fp,
                 rows,
                 checks,
+                write: settings.describe_write(),
+                verify: settings.describe_checks(),
                 price_per_tib: estimate_bytes.then_some(opts.price_per_tib),
             };
             let _ = out.write_all(report::plan_text(&view).as_bytes());
@@ -137,7 +140,7 @@ fn plan_json(
         let _ = writeln!(out, "{line}");
     }
     let to_run = rows.iter().filter(|r| r.action == "run").count();
-    let mut summary = json!({"partitions_total": rows.len(), "to_run": to_run, "to_skip": rows.len() - to_run, "fingerprint": fp, "checks": checks});
+    let mut summary = json!({"partitions_total": rows.len(), "to_run": to_run, "to_skip": rows.len() - to_run, "fingerprint": fp, "checks": checks, "write": settings.describe_write(), "verify": settings.describe_checks()});
     if rows.iter().any(|r| r.bytes.is_some()) {
         summary["estimated_bytes_processed"] =
             json!(rows.iter().filter_map(|r| r.bytes).sum::<i64>());
@@ -149,6 +152,60 @@ fn plan_json(
 /// missing column is a configuration error (78) with BigQuery's message.
 /// Returns what was checked, and warnings about the query's filters.
 pub async fn query_checks(
+    bq: &BigQuery,
+    settings: &Settings,
+    plan: &[Partition],
+) -> Result<Vec<String>, RunFailure> {
+    let mut checks = source_checks(bq, settings, plan).await?;
+    if let Some(first) = plan.first() {
+        checks.extend(verify_checks(bq, settings, first).await?);
+    }
+    Ok(checks)
+}
+
+/// Dry-runs every check's query (and equals query) for `first`, against
+/// the destination (the staging table has its schema and may not exist yet).
+async fn verify_checks(
+    bq: &BigQuery,
+    settings: &Settings,
+    first: &Partition,
+) -> Result<Vec<String>, RunFailure> {
+    for c in &settings.verify {
+        let mut sqls = vec![verify::check_sql(c, &settings.destination)];
+        if let Expect::EqualsQuery(q) = &c.expect {
+            sqls.push(q.clone());
+        }
+        for sql in sqls {
+            let job = JobSpec::Query(QueryJob {
+                params: strategy::partition_parameters(first),
+                ..QueryJob::plain(&sql)
+            });
+            match bq.dry_run(&job).await {
+                Ok(_) => {}
+                Err(e) if e.is_transient() || e.is_permission() => return Err(e.into()),
+                Err(e) => {
+                    return Err(RunFailure::Config {
+                        message: format!(
+                            "check `{}` does not dry-run for partition {}: {e}",
+                            c.name, first.id
+                        ),
+                        hint: Some("fix the check's query (or its equals_query); `{target}` is replaced by the checked table's path and the partition parameters are the source query's".into()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(match settings.verify.len() {
+        0 => Vec::new(),
+        n => vec![format!(
+            "{n} verification check(s) dry-run for {}",
+            first.id
+        )],
+    })
+}
+
+/// Dry-runs the source query for the first and last partitions.
+async fn source_checks(
     bq: &BigQuery,
     settings: &Settings,
     plan: &[Partition],
@@ -217,6 +274,8 @@ pub async fn validate_dry_run(
             let e = f.to_run_error();
             let field = if e.message.starts_with("the query") {
                 "source.query"
+            } else if e.message.starts_with("check `") {
+                "verify"
             } else {
                 "destination"
             };
@@ -284,9 +343,9 @@ pub async fn status_command(
                 bq_job_id: st.and_then(|s| s.bq_job_id.clone()),
                 run_id: st.map(|s| s.run_id.clone()),
                 recorded_at: st.and_then(|s| s.recorded_at),
-                error: st
-                    .and_then(|s| s.error.clone())
-                    .filter(|_| st.is_some_and(|s| s.status == Status::Failed)),
+                error: st.and_then(|s| s.error.clone()).filter(|_| {
+                    st.is_some_and(|s| matches!(s.status, Status::Failed | Status::VerifyFailed))
+                }),
                 partition: p,
             }
         })
@@ -318,6 +377,9 @@ fn shade(state: Option<&PartitionState>, fp: &str) -> Shade {
         Some((Status::Running, _)) => Shade::Running,
         Some((Status::Failed, _)) => Shade::Failed,
         Some((Status::Cancelled, _)) => Shade::Cancelled,
+        // Staged and verified; the publish is next.
+        Some((Status::Verified, _)) => Shade::Running,
+        Some((Status::VerifyFailed, _)) => Shade::VerifyFailed,
     }
 }
 
@@ -352,6 +414,7 @@ fn status_json(v: &StatusView, out: &mut dyn Write) {
             Shade::Succeeded | Shade::Stale => "SUCCEEDED",
             Shade::Running => "RUNNING",
             Shade::Failed => "FAILED",
+            Shade::VerifyFailed => "VERIFY_FAILED",
             Shade::Cancelled => "CANCELLED",
             Shade::Pending => "PENDING",
         };

@@ -22,7 +22,9 @@ use crate::planning::partition;
 use crate::task::cli::Command;
 use crate::task::settings::Settings;
 
-/// The whole program: arguments in, exit code out.
+/// The whole program: arguments in, exit code out. Stages: the command
+/// line; the offline commands; what `run` finds in its environment; the
+/// descriptor; then the commands that talk to BigQuery, on a runtime.
 pub fn main<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,
@@ -41,79 +43,19 @@ where
     };
     let env = |k: &str| std::env::var(k).ok();
     crate::output::logging::init(cli.verbose, cli.quiet, &env);
-    let (stdout, stderr) = (io::stdout(), io::stderr());
     let command = cli.command();
-    match command {
-        Command::Schema { name } => {
-            return crate::app::schema::schema_command(
-                name.as_deref(),
-                &mut stdout.lock(),
-                &mut stderr.lock(),
-            );
-        }
-        Command::Validate { dry_run: false } => {
-            return crate::task::load::validate_command(
-                &cli,
-                io::stdin(),
-                &env,
-                &mut stdout.lock(),
-                &mut stderr.lock(),
-            );
-        }
-        Command::Run
-        | Command::Plan { .. }
-        | Command::Status { .. }
-        | Command::Validate { dry_run: true } => {}
+    if let Some(code) = offline_command(&cli, &command, &env) {
+        return code;
     }
-    let orchestrators = if command == Command::Run {
-        match Orchestrators::detect(&env) {
-            Ok(o) => o,
-            Err(e) => {
-                let _ = writeln!(stderr.lock(), "error: {e}\n  hint: {}", e.hint);
-                finish_invalid(
-                    ErrorKind::Config,
-                    &e.message,
-                    Some(&e.hint),
-                    Box::new(io::stdout()),
-                );
-                return ErrorKind::Config.code();
-            }
-        }
-    } else {
-        Orchestrators::default()
+    let orchestrators = match detect_orchestrators(&command, &env) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     let external = orchestrators.external_range();
     let loaded = crate::task::load::load_settings_with(&cli, io::stdin(), &env, external.as_ref());
     let settings = match loaded {
         Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(stderr.lock(), "error: {e}");
-            let _ = stderr.lock().flush();
-            if matches!(command, Command::Validate { .. }) {
-                let line = serde_json::json!({"valid": false, "exit_code": e.exit_code(), "errors": e.to_json()});
-                let _ = writeln!(stdout.lock(), "{line}");
-            }
-            if command == Command::Run {
-                let first = e.to_json().get(0).cloned().unwrap_or_default();
-                let message = first["message"]
-                    .as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| e.to_string());
-                let field = first["field"].as_str().unwrap_or("");
-                let message = if field.is_empty() || field == "$" {
-                    message
-                } else {
-                    format!("{field}: {message}")
-                };
-                finish_invalid(
-                    e.kind(),
-                    &message,
-                    first["hint"].as_str(),
-                    Box::new(io::stdout()),
-                );
-            }
-            return e.exit_code();
-        }
+        Err(e) => return refuse_descriptor(&command, &e),
     };
     let api = ApiOptions {
         api_endpoint: cli.api_endpoint.clone(),
@@ -127,7 +69,7 @@ where
     {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = writeln!(stderr.lock(), "error: cannot start the async runtime: {e}");
+            let _ = writeln!(io::stderr(), "error: cannot start the async runtime: {e}");
             return exit::INTERNAL;
         }
     };
@@ -142,6 +84,89 @@ where
     // Nothing may print after run_finished: stop background tasks now.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
+}
+
+/// `schema` and `validate` (without `--dry-run`): no BigQuery, no runtime.
+/// `None` for the other commands.
+fn offline_command(
+    cli: &crate::task::cli::Cli,
+    command: &Command,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<i32> {
+    let (stdout, stderr) = (io::stdout(), io::stderr());
+    match command {
+        Command::Schema { name } => Some(crate::app::schema::schema_command(
+            name.as_deref(),
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        )),
+        Command::Validate { dry_run: false } => Some(crate::task::load::validate_command(
+            cli,
+            io::stdin(),
+            env,
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        )),
+        Command::Run
+        | Command::Plan { .. }
+        | Command::Status { .. }
+        | Command::Validate { dry_run: true } => None,
+    }
+}
+
+/// For `run`: Dagster Pipes or GitHub Actions, from the environment, before
+/// the descriptor (Pipes may select the range). A Pipes context that cannot
+/// be read ends the run here: `Err` is its exit code, after `run_finished`.
+fn detect_orchestrators(
+    command: &Command,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Orchestrators, i32> {
+    if *command != Command::Run {
+        return Ok(Orchestrators::default());
+    }
+    Orchestrators::detect(env).map_err(|e| {
+        let _ = writeln!(io::stderr(), "error: {e}\n  hint: {}", e.hint);
+        finish_invalid(
+            ErrorKind::Config,
+            &e.message,
+            Some(&e.hint),
+            Box::new(io::stdout()),
+        );
+        ErrorKind::Config.code()
+    })
+}
+
+/// A descriptor that cannot be loaded: the error on stderr; `validate
+/// --dry-run` prints its JSON line, `run` its `run_finished` (naming the
+/// field). Returns the exit code.
+fn refuse_descriptor(command: &Command, e: &crate::task::load::LoadError) -> i32 {
+    let _ = writeln!(io::stderr(), "error: {e}");
+    let _ = io::stderr().flush();
+    if matches!(command, Command::Validate { .. }) {
+        let line =
+            serde_json::json!({"valid": false, "exit_code": e.exit_code(), "errors": e.to_json()});
+        let _ = writeln!(io::stdout(), "{line}");
+    }
+    if *command == Command::Run {
+        let first = e.to_json().get(0).cloned().unwrap_or_default();
+        let message = first["message"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| e.to_string());
+        let field = first["field"].as_str().unwrap_or("");
+        let message = if field.is_empty() || field == "$" {
+            message
+        } else {
+            format!("{field}: {message}")
+        };
+        finish_invalid(
+            e.kind(),
+            &message,
+            first["hint"].as_str(),
+            Box::new(io::stdout()),
+        );
+    }
+    e.exit_code()
 }
 
 /// Options of the commands that talk to BigQuery.

@@ -775,6 +775,61 @@ impl BigQuery {
         self.execute(&call).await.map(|_| ())
     }
 
+    /// `tables.insert` of `t` with `like`'s schema, partitioning and
+    /// clustering (as `tables.get` returns them), expiring at
+    /// `expires_ms` (ms since the epoch). `Ok(false)` if `t` exists;
+    /// `Err` not found if `like` is missing.
+    pub async fn create_table_like(
+        &self,
+        t: &TableRef,
+        like: &TableRef,
+        expires_ms: i64,
+    ) -> Result<bool, BqError> {
+        let path = [
+            "projects",
+            &like.project,
+            "datasets",
+            &like.dataset,
+            "tables",
+            &like.table,
+        ];
+        let source: serde_json::Value = self
+            .execute_json(&Call::new("tables.get", Method::GET, &path))
+            .await?;
+        let mut body = serde_json::json!({
+            "tableReference": {"projectId": t.project, "datasetId": t.dataset, "tableId": t.table},
+            "expirationTime": expires_ms.to_string(),
+            "description": format!("bq-backfill staging table of {like}; expires unless used"),
+        });
+        for key in [
+            "schema",
+            "timePartitioning",
+            "rangePartitioning",
+            "clustering",
+        ] {
+            if let Some(v) = source.get(key).filter(|v| !v.is_null()) {
+                body[key] = v.clone();
+            }
+        }
+        let path = ["projects", &t.project, "datasets", &t.dataset, "tables"];
+        let call = Call::new("tables.insert", Method::POST, &path).json(&body)?;
+        match self.execute(&call).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_already_exists() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `tables.patch` of the table's `expirationTime` (ms since the epoch).
+    pub async fn set_expiration(&self, t: &TableRef, expires_ms: i64) -> Result<(), BqError> {
+        let path = [
+            "projects", &t.project, "datasets", &t.dataset, "tables", &t.table,
+        ];
+        let body = serde_json::json!({ "expirationTime": expires_ms.to_string() });
+        let call = Call::new("tables.patch", Method::PATCH, &path).json(&body)?;
+        self.execute(&call).await.map(|_| ())
+    }
+
     /// `datasets.insert` in the configured location; `Ok(false)` if it exists.
     pub async fn create_dataset(&self, project: &str, dataset: &str) -> Result<bool, BqError> {
         let mut body = Dataset::new(project, dataset);

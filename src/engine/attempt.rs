@@ -25,6 +25,7 @@ use crate::engine::failure::RunFailure;
 use crate::engine::lease::Lease;
 use crate::engine::reconcile::{self, Reconcile};
 use crate::engine::runner::RunContext;
+use crate::engine::{stage, verify};
 use crate::output::events::Event;
 use crate::planning::fingerprint;
 use crate::planning::partition::Partition;
@@ -62,6 +63,7 @@ impl Slot<'_> {
 }
 
 /// One job for one partition: what every step of an attempt shares.
+#[derive(Clone)]
 pub(crate) struct Attempt<'a> {
     pub partition: &'a Partition,
     pub number: u32,
@@ -71,6 +73,9 @@ pub(crate) struct Attempt<'a> {
     pub fingerprint: String,
     /// `project.dataset.table$ID`.
     pub destination: String,
+    /// Direct mode: the `within_percent_of_current` checks' values before
+    /// this job wrote the partition (`None`: unknown, the job was adopted).
+    pub current: Option<verify::Current>,
 }
 
 impl<'a> Attempt<'a> {
@@ -82,22 +87,36 @@ impl<'a> Attempt<'a> {
             job_id: fingerprint::job_id(&slot.ctx.settings.job, &partition.id, slot.fp, number),
             fingerprint: slot.fp.to_string(),
             destination: decorated_name(slot, partition),
+            current: None,
         }
     }
 
     /// The attempt a partition's latest audit row describes.
-    fn recorded(slot: &Slot<'_>, partition: &'a Partition, st: &PartitionState) -> Attempt<'a> {
+    pub(super) fn recorded(
+        slot: &Slot<'_>,
+        partition: &'a Partition,
+        st: &PartitionState,
+    ) -> Attempt<'a> {
         Attempt {
             partition,
             number: st.attempt,
             job_id: st.bq_job_id.clone().unwrap_or_default(),
             fingerprint: st.fingerprint.clone().unwrap_or_default(),
             destination: decorated_name(slot, partition),
+            current: None,
+        }
+    }
+
+    /// The same attempt, through another of its jobs (the publish copy).
+    pub(super) fn with_job(&self, job_id: String) -> Attempt<'a> {
+        Attempt {
+            job_id,
+            ..self.clone()
         }
     }
 
     /// This attempt's audit row in `status`.
-    fn row(&self, status: Status) -> AuditRow {
+    pub(super) fn row(&self, status: Status) -> AuditRow {
         AuditRow::partition(
             &self.partition.id,
             status,
@@ -162,6 +181,12 @@ async fn reconcile_step(
         number,
         resubmit: false,
     };
+    if let Some(st) = state.filter(|st| st.status == Status::Verified) {
+        return Ok(match stage::resume(slot, p, st, t0).await? {
+            Some(result) => Next::Done(result),
+            None => new(),
+        });
+    }
     let Some((st, job_id)) = state.and_then(|st| Some((st, reconcile::job_to_look_up(st)?))) else {
         return Ok(new());
     };
@@ -263,7 +288,8 @@ async fn run_attempts(
         }
         slot.lease.check().await?;
         attempts_this_run += 1;
-        let attempt = Attempt::new(slot, p, number);
+        let mut attempt = Attempt::new(slot, p, number);
+        attempt.current = stage::baseline(slot, p).await?;
         let info = match submit(slot, &attempt, resubmit).await? {
             Submitted::Job(info) => *info,
             Submitted::Foreign => {
@@ -415,7 +441,11 @@ async fn rejected(
 /// Wait until `info`'s job is DONE (cancelling it first if `cancel_it`), so
 /// that no new job writes the partition alongside it. `false` if a signal
 /// came first: the caller stops; the audit log still names the job.
-async fn wait_out(ctx: &RunContext, info: JobInfo, cancel_it: bool) -> Result<bool, RunFailure> {
+pub(super) async fn wait_out(
+    ctx: &RunContext,
+    info: JobInfo,
+    cancel_it: bool,
+) -> Result<bool, RunFailure> {
     if info.state == JobState::Done {
         return Ok(true);
     }
@@ -429,7 +459,7 @@ async fn wait_out(ctx: &RunContext, info: JobInfo, cancel_it: bool) -> Result<bo
     }
 }
 
-enum Settled {
+pub(crate) enum Settled {
     Done(PartitionResult),
     /// Another attempt may succeed: the job failed with a transient reason,
     /// or an adopted job turned out to be cancelled.
@@ -463,12 +493,8 @@ async fn settle(
             }
         }
     };
-    let runtime = t0.elapsed();
     match &done.error {
-        None => {
-            record_success(slot, attempt, &done, runtime).await?;
-            Ok(Settled::Done(PartitionResult::Succeeded { runtime }))
-        }
+        None => stage::finish(slot, attempt, &done, t0, may_retry).await,
         // An adopted job ends cancelled: the signalled run that recorded it
         // asked for that (its cancel took effect after it exited), or an
         // operator did. Nothing was written; this run writes the partition.
@@ -477,6 +503,7 @@ async fn settle(
             Ok(Settled::NewAttempt)
         }
         Some(err) => {
+            let runtime = t0.elapsed();
             let retryable = retry::is_transient_job_reason(&err.reason);
             let will_retry = retryable && may_retry() && !slot.ctx.cancel.is_cancelled();
             record_failure(slot, attempt, err, retryable, will_retry).await?;
@@ -489,12 +516,14 @@ async fn settle(
     }
 }
 
-/// SUCCEEDED with the job's statistics, then `partition_succeeded`.
-async fn record_success(
+/// SUCCEEDED with the job's statistics (and the check results, as JSON),
+/// then `partition_succeeded`.
+pub(super) async fn record_success(
     slot: &Slot<'_>,
     attempt: &Attempt<'_>,
     done: &JobInfo,
     runtime: Duration,
+    checks: Option<String>,
 ) -> Result<(), RunFailure> {
     let stats = &done.stats;
     slot.cp
@@ -504,6 +533,7 @@ async fn record_success(
             rows_written: stats.rows_written,
             bytes_processed: stats.bytes_processed,
             bytes_billed: stats.bytes_billed,
+            checks,
             ..attempt.row(Status::Succeeded)
         })
         .await?;
@@ -530,7 +560,7 @@ async fn record_success(
 /// A job the audit log recorded RUNNING turned out cancelled (found DONE
 /// `stopped`, or ending so while adopted): nothing was written, so record
 /// CANCELLED; the caller runs a new attempt.
-async fn record_cancelled_before_adoption(
+pub(super) async fn record_cancelled_before_adoption(
     cp: &Checkpoints,
     attempt: &Attempt<'_>,
 ) -> Result<(), RunFailure> {
@@ -543,7 +573,7 @@ async fn record_cancelled_before_adoption(
 }
 
 /// FAILED with BigQuery's reason and message, then `partition_failed`.
-async fn record_failure(
+pub(super) async fn record_failure(
     slot: &Slot<'_>,
     attempt: &Attempt<'_>,
     failure: &JobFailure,

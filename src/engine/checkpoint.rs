@@ -21,13 +21,15 @@ use crate::task::settings::TableRef;
 /// Version of the audit record format written by this build.
 /// 2: lease rows moved to their own table (`<audit table>_lease`); every
 /// audit row is one partition's state change.
-/// 3: `reason`, the operator's reason for a `--rerun`.
+/// 3: the statuses VERIFIED and VERIFY_FAILED; the columns `reason` (the
+/// operator's reason for a `--rerun`) and `checks` (the verification
+/// results as a JSON array of `{name, passed, observed, expected}`).
 pub const RECORD_VERSION: i64 = 3;
 
 /// Columns added after record_version 2, all NULLABLE: a run adds the ones
 /// an older audit table lacks (tables.patch), and `plan`/`status` read
 /// them as NULL until it does.
-pub const ADDED_COLUMNS: &[&str] = &["reason"];
+pub const ADDED_COLUMNS: &[&str] = &["reason", "checks"];
 
 /// A partition's state as recorded in the audit table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,6 +39,12 @@ pub enum Status {
     Succeeded,
     Failed,
     Cancelled,
+    /// Staged mode: the staged partition passed every check; the publish
+    /// copy job (its ID derived from `bq_job_id`) is next.
+    Verified,
+    /// A check failed: the partition counts as failed (in staged mode the
+    /// destination's partition was left as it was).
+    VerifyFailed,
 }
 
 impl Status {
@@ -46,6 +54,8 @@ impl Status {
             Status::Succeeded => "SUCCEEDED",
             Status::Failed => "FAILED",
             Status::Cancelled => "CANCELLED",
+            Status::Verified => "VERIFIED",
+            Status::VerifyFailed => "VERIFY_FAILED",
         }
     }
 
@@ -55,6 +65,8 @@ impl Status {
             "SUCCEEDED" => Status::Succeeded,
             "FAILED" => Status::Failed,
             "CANCELLED" => Status::Cancelled,
+            "VERIFIED" => Status::Verified,
+            "VERIFY_FAILED" => Status::VerifyFailed,
             _ => return None,
         })
     }
@@ -76,6 +88,8 @@ pub struct AuditRow {
     pub bytes_billed: Option<i64>,
     pub error_reason: Option<String>,
     pub error_message: Option<String>,
+    /// Verification results, as JSON text.
+    pub checks: Option<String>,
 }
 
 impl AuditRow {
@@ -171,6 +185,7 @@ pub const COLUMNS: &[(&str, &str, &str)] = &[
     ("tool_version", "STRING", "NULLABLE"),
     ("recorded_at", "TIMESTAMP", "REQUIRED"),
     ("reason", "STRING", "NULLABLE"),
+    ("checks", "STRING", "NULLABLE"),
 ];
 
 /// The table definition used when the audit table is missing: partitioned
@@ -264,6 +279,7 @@ impl Checkpoints {
             "error_message": r.error_message,
             "tool_version": env!("CARGO_PKG_VERSION"),
             "reason": self.reason,
+            "checks": r.checks,
         }) else {
             unreachable!("a JSON object literal")
         };
@@ -503,6 +519,7 @@ mod tests {
             "error_message",
             "tool_version",
             "recorded_at",
+            "checks",
         ] {
             assert!(names.contains(&required), "{required}");
         }

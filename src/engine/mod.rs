@@ -11,3 +11,5 @@ pub mod preflight;
 pub mod reconcile;
 pub mod runner;
 pub mod slots;
+pub mod stage;
+pub mod verify;

@@ -42,7 +42,9 @@ pub enum Reconcile {
 pub fn job_to_look_up(state: &PartitionState) -> Option<&str> {
     match state.status {
         Status::Running | Status::Cancelled => state.bq_job_id.as_deref(),
-        Status::Succeeded | Status::Failed => None,
+        // VERIFIED names the stage job (DONE); its publish job is looked
+        // up by `engine::publish`.
+        Status::Succeeded | Status::Failed | Status::Verified | Status::VerifyFailed => None,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::engine::checkpoint::{Checkpoints, PartitionState};
 use crate::engine::failure::RunFailure;
 use crate::engine::lease::{Lease, LeaseLog};
 use crate::engine::preflight::preflight;
+use crate::engine::stage;
 use crate::exit;
 use crate::output::events::{Emitter, Event, RunError, RunStatus};
 use crate::planning::decision::{Decision, decide};
@@ -192,22 +193,25 @@ async fn run_inner(
         // on a job included): the new holder owns the partitions now and
         // adopts the job in flight, so this run neither cancels it nor
         // records anything more.
-        Ok(states) => {
-            let strategy = strategy::for_settings(s);
-            let slot = Slot {
-                ctx,
-                cp: &cp,
-                lease: &lease,
-                strategy: strategy.as_ref(),
-                fp: &fp,
-                started,
-            };
-            tokio::select! {
-                biased;
-                () = lease.lost() => Err(lease.lost_error().into()),
-                r = run_partitions(&slot, plan, &states, tally) => r,
+        Ok(states) => match stage::ensure_staging(&ctx.bq, s).await {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let strategy = strategy::for_settings(s);
+                let slot = Slot {
+                    ctx,
+                    cp: &cp,
+                    lease: &lease,
+                    strategy: strategy.as_ref(),
+                    fp: &fp,
+                    started,
+                };
+                tokio::select! {
+                    biased;
+                    () = lease.lost() => Err(lease.lost_error().into()),
+                    r = run_partitions(&slot, plan, &states, tally) => r,
+                }
             }
-        }
+        },
         Err(e) => Err(e.into()),
     };
     // After a signal the whole cleanup must fit in 3 s (see HARD_STOP); an

@@ -21,16 +21,19 @@ pub enum Shade {
     Stale,
     Running,
     Failed,
+    /// A verification check failed (staged: the partition was not published).
+    VerifyFailed,
     Cancelled,
     Pending,
 }
 
 impl Shade {
-    pub const ALL: [Shade; 6] = [
+    pub const ALL: [Shade; 7] = [
         Shade::Succeeded,
         Shade::Stale,
         Shade::Running,
         Shade::Failed,
+        Shade::VerifyFailed,
         Shade::Cancelled,
         Shade::Pending,
     ];
@@ -41,6 +44,7 @@ impl Shade {
             Shade::Stale => "stale",
             Shade::Running => "running",
             Shade::Failed => "failed",
+            Shade::VerifyFailed => "verify failed",
             Shade::Cancelled => "cancelled",
             Shade::Pending => "pending",
         }
@@ -52,6 +56,7 @@ impl Shade {
             Shade::Stale => 'T',
             Shade::Running => 'R',
             Shade::Failed => 'F',
+            Shade::VerifyFailed => 'V',
             Shade::Cancelled => 'C',
             Shade::Pending => '.',
         }
@@ -64,6 +69,7 @@ impl Shade {
             Shade::Stale => "34",
             Shade::Running => "33",
             Shade::Failed => "31",
+            Shade::VerifyFailed => "91",
             Shade::Cancelled => "35",
             Shade::Pending => "90",
         }
@@ -117,6 +123,12 @@ impl RunCalendar {
             Event::PartitionSkipped { partition, .. }
             | Event::PartitionSucceeded { partition, .. } => (partition, Shade::Succeeded),
             Event::PartitionStarted { partition, .. } => (partition, Shade::Running),
+            Event::PartitionFailed {
+                partition,
+                will_retry: false,
+                reason,
+                ..
+            } if reason == "verify_failed" => (partition, Shade::VerifyFailed),
             Event::PartitionFailed {
                 partition,
                 will_retry: false,

@@ -90,6 +90,20 @@ impl RunError {
     }
 }
 
+/// The result of one verification check on one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+pub struct CheckResult {
+    /// The check's `name` in the descriptor.
+    pub name: String,
+    pub passed: bool,
+    /// What the check's query returned: the number of rows (`zero_rows`) or
+    /// the scalar; `error: …` when the query failed.
+    pub observed: String,
+    /// What was expected, e.g. `0 rows`, `between 1 and 100`, `= 42`,
+    /// `within 5% of 40 (current)`.
+    pub expected: String,
+}
+
 /// Every kind of event, tagged by `event`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -147,6 +161,27 @@ pub enum Event {
         retryable: bool,
         /// Whether this run will try the partition again now.
         will_retry: bool,
+    },
+    /// The partition's checks ran, on the staging table (`staged`, before
+    /// anything is published) or on the destination (`direct`, after the
+    /// write). When one failed, `partition_failed` with reason
+    /// `verify_failed` follows.
+    PartitionVerified {
+        partition: String,
+        attempt: u32,
+        /// The checked table (`{target}`), e.g. `project.scratch.t__bqb_stage`.
+        target: String,
+        /// Every check passed.
+        passed: bool,
+        checks: Vec<CheckResult>,
+    },
+    /// Staged mode: the copy job publishing `staging$P` into
+    /// `destination$P` was submitted (or found, after a crash).
+    PartitionPublishing {
+        partition: String,
+        bq_job_id: String,
+        attempt: u32,
+        adopted: bool,
     },
     /// The run was stopped while this partition's job ran; the job was
     /// asked to cancel.

@@ -131,7 +131,7 @@ fn failed_table(out: &mut String, v: &StatusView) {
     let failed: Vec<&PartitionView> = v
         .partitions
         .iter()
-        .filter(|p| p.shade == Shade::Failed)
+        .filter(|p| matches!(p.shade, Shade::Failed | Shade::VerifyFailed))
         .collect();
     if failed.is_empty() {
         return;
@@ -197,6 +197,10 @@ pub struct PlanView {
     pub rows: Vec<PlanRow>,
     /// Lines about the dry-run checks of the query ("ok" or what is wrong).
     pub checks: Vec<String>,
+    /// The write strategy (`direct` or `staged in …`).
+    pub write: String,
+    /// The verification checks, `name: expectation`.
+    pub verify: Vec<String>,
     /// On-demand price per TiB, with `--estimate`.
     pub price_per_tib: Option<f64>,
 }
@@ -209,6 +213,8 @@ pub fn describe_reason(reason: &str) -> &str {
         "previously_failed" => "failed last time",
         "previously_cancelled" => "cancelled last time",
         "adopt_running" => "a job is recorded running: wait for it or adopt it",
+        "publish" => "staged and verified, not yet published: publish it",
+        "verify_failed" => "a verification check failed last time",
         "already_succeeded" => "already succeeded",
         "rerun" => "--rerun",
         other => other,
@@ -235,6 +241,10 @@ pub fn plan_text(v: &PlanView) -> String {
     );
     for check in &v.checks {
         let _ = writeln!(out, "check: {check}");
+    }
+    let _ = writeln!(out, "write: {}", v.write);
+    for c in &v.verify {
+        let _ = writeln!(out, "verify: {c}");
     }
     out.push('\n');
     if v.price_per_tib.is_some() {

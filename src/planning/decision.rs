@@ -27,6 +27,11 @@ pub enum RunReason {
     AdoptRunning,
     /// Succeeded, and rebuilt because of `--rerun` (a new reason).
     Rerun,
+    /// Staged and verified with the current logic, not yet published (a
+    /// crash or a kill between the two): the publish copy job is next.
+    Publish,
+    /// A verification check failed.
+    VerifyFailed,
 }
 
 /// Decide a partition's fate from its latest audit state. `rerun` is the
@@ -46,6 +51,11 @@ pub fn decide(state: Option<&PartitionState>, fingerprint: &str, rerun: Option<&
             Status::Running => Decision::Run(RunReason::AdoptRunning),
             Status::Failed => Decision::Run(RunReason::PreviouslyFailed),
             Status::Cancelled => Decision::Run(RunReason::PreviouslyCancelled),
+            Status::Verified if s.fingerprint.as_deref() == Some(fingerprint) => {
+                Decision::Run(RunReason::Publish)
+            }
+            Status::Verified => Decision::Run(RunReason::StaleFingerprint),
+            Status::VerifyFailed => Decision::Run(RunReason::VerifyFailed),
         },
     }
 }
@@ -90,6 +100,18 @@ mod tests {
         assert_eq!(
             decide(Some(&st(Status::Cancelled, "a")), "a", None),
             Decision::Run(RunReason::PreviouslyCancelled)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Verified, "a")), "a", None),
+            Decision::Run(RunReason::Publish)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::Verified, "b")), "a", None),
+            Decision::Run(RunReason::StaleFingerprint)
+        );
+        assert_eq!(
+            decide(Some(&st(Status::VerifyFailed, "a")), "a", None),
+            Decision::Run(RunReason::VerifyFailed)
         );
     }
 

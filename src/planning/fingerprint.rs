@@ -2,7 +2,8 @@
 //!
 //! The fingerprint identifies "the logic that produces a partition": the
 //! source (query text, load URIs and options, copy table), the destination
-//! table and the granularity (with the interval of an integer range).
+//! table and the granularity (with the interval of an integer range), the
+//! verification checks and the write mode.
 //! Anything that only changes how or when the
 //! work runs (throttle, priority, labels, byte cap, failure policy, retries,
 //! time budget, lease, which partitions are selected) is left out, so that
@@ -11,7 +12,7 @@
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::task::settings::{Settings, Source};
+use crate::task::settings::{Settings, Source, WriteMode};
 
 /// Version of the canonical form below; bump it when that form changes, so
 /// that old and new fingerprints never collide by accident.
@@ -51,6 +52,14 @@ pub fn canonical_input(settings: &Settings) -> String {
     // keeps every time-partitioned fingerprint as it was.
     if let Some(interval) = settings.partitions.interval() {
         doc["interval"] = json!(interval);
+    }
+    // Likewise the checks and the write mode only when set: a partition
+    // verified by other checks (or not at all) is stale.
+    if !settings.verify.is_empty() {
+        doc["verify"] = json!(settings.verify);
+    }
+    if let WriteMode::Staged { .. } = settings.write {
+        doc["write_mode"] = json!("staged");
     }
     let mut out = String::new();
     write_canonical(&doc, &mut out);
@@ -166,6 +175,28 @@ mod tests {
         assert_eq!(fingerprint(&s).len(), 64);
     }
 
+    /// Changing any part of a check changes the fingerprint.
+    #[test]
+    fn every_part_of_a_check_counts() {
+        let check = |name: &str, query: &str, expect: Value| {
+            fp(|v| v["verify"] = json!([{"name": name, "query": query, "expect": expect}]))
+        };
+        let q = "SELECT COUNT(*) FROM {target} WHERE day = @partition_date";
+        let base = check("n", q, json!({"row_count": {"min": 1}}));
+        assert_ne!(base, check("m", q, json!({"row_count": {"min": 1}})));
+        assert_ne!(
+            base,
+            check(
+                "n",
+                &format!("{q} AND 1=1"),
+                json!({"row_count": {"min": 1}})
+            )
+        );
+        assert_ne!(base, check("n", q, json!({"row_count": {"min": 2}})));
+        assert_ne!(base, check("n", q, json!("zero_rows")));
+        assert_eq!(base, check("n", q, json!({"row_count": {"min": 1}})));
+    }
+
     const PINNED: &str = "aa69a67144ae2253323f9943c5bb9207b351b0cdcbf953e77be84be311583aa6";
 
     #[test]
@@ -183,6 +214,11 @@ mod tests {
                     json!({"granularity": "month", "start": "2024-01", "end": "2024-02"});
             }),
             fp(|v| v["source"] = json!({"copy": {"table": "staging.orders"}})),
+            fp(|v| {
+                v["verify"] = json!([{"name": "n", "expect": "zero_rows",
+                    "query": "SELECT 1 FROM {target} WHERE day = @partition_date"}])
+            }),
+            fp(|v| v["write"] = json!({"mode": "staged", "staging_dataset": "scratch"})),
         ];
         for c in &changed {
             assert_ne!(c, &base);

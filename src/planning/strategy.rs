@@ -23,8 +23,9 @@ pub trait WriteStrategy: Send + Sync {
 
 /// The strategy the settings call for.
 pub fn for_settings(settings: &Settings) -> Box<dyn WriteStrategy> {
+    // Staged mode writes the staging table; `engine::stage` publishes.
     let target = Target {
-        destination: settings.destination.clone(),
+        destination: settings.write_target().clone(),
         options: settings.job_options.clone(),
     };
     match &settings.source {

@@ -126,6 +126,80 @@ pub struct LeaseOptions {
     pub ttl: Duration,
 }
 
+/// One verification check, run for every partition before it counts as
+/// done (see `engine::verify`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// Unique among the checks; recorded in the audit log and events.
+    pub name: String,
+    /// GoogleSQL receiving the partition parameters; `{target}` stands for
+    /// the table being checked (replaced by its backticked path).
+    pub query: String,
+    pub expect: Expect,
+}
+
+/// What a check's query must return.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// No rows at all (e.g. duplicate or NULL keys).
+    ZeroRows,
+    /// One scalar in `[min, max]` (either bound may be open).
+    RowCount { min: Option<i64>, max: Option<i64> },
+    /// One number within this many percent of the same query against the
+    /// destination's partition as it is before the write.
+    WithinPercentOfCurrent(f64),
+    /// One scalar equal to the scalar of this query (e.g. over the source).
+    EqualsQuery(String),
+}
+
+impl Expect {
+    /// The expectation as written in the descriptor, for `plan`.
+    pub fn describe(&self) -> String {
+        match self {
+            Expect::ZeroRows => "zero_rows".into(),
+            Expect::RowCount { min, max } => {
+                let bound = |b: &Option<i64>| b.map_or("-".to_string(), |n| n.to_string());
+                format!("row_count [{}, {}]", bound(min), bound(max))
+            }
+            Expect::WithinPercentOfCurrent(p) => format!("within_percent_of_current {p}"),
+            Expect::EqualsQuery(_) => "equals_query".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// The write strategy, for `plan`.
+    pub fn describe_write(&self) -> String {
+        match &self.write {
+            WriteMode::Direct if self.verify.is_empty() => "direct".into(),
+            WriteMode::Direct => "direct (the checks run after the write)".into(),
+            WriteMode::Staged { staging } => {
+                format!("staged in {staging}, published by a copy job once every check passed")
+            }
+        }
+    }
+
+    /// One line per check, for `plan`: `name: expectation`.
+    pub fn describe_checks(&self) -> Vec<String> {
+        self.verify
+            .iter()
+            .map(|c| format!("{}: {}", c.name, c.expect.describe()))
+            .collect()
+    }
+}
+
+/// How a partition's rows reach the destination.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// The job writes `destination$P`; checks run afterwards and report.
+    Direct,
+    /// The job writes `staging$P`; checks run there; a copy job publishes
+    /// `staging$P → destination$P` only when every check passed.
+    Staged { staging: TableRef },
+}
+
 /// Everything a run needs, resolved and validated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
@@ -150,6 +224,20 @@ pub struct Settings {
     pub rerun: Option<String>,
     /// Partitions run at once (1: one after the other).
     pub concurrency: u32,
+    /// Checks run for every partition (empty: none).
+    pub verify: Vec<Check>,
+    pub write: WriteMode,
+}
+
+impl Settings {
+    /// The table a partition's job writes: the staging table in staged
+    /// mode, else the destination.
+    pub fn write_target(&self) -> &TableRef {
+        match &self.write {
+            WriteMode::Direct => &self.destination,
+            WriteMode::Staged { staging } => staging,
+        }
+    }
 }
 
 /// When the process started, as seen by the settings resolver (for tests).

@@ -15,3 +15,4 @@ mod rerun;
 mod scenarios;
 mod snapshots;
 mod sources;
+mod verify;

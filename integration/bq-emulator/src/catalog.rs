@@ -354,6 +354,15 @@ pub fn view_refused(action: &str, meta: &TableMeta) -> ApiError {
 }
 
 impl TableMeta {
+    /// `expirationTime` in ms since the epoch, if the table has one.
+    pub fn expiration_ms(&self) -> Option<i64> {
+        match self.extra.get("expirationTime")? {
+            Value::String(s) => s.parse().ok(),
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        }
+    }
+
     /// Validates and builds a table's metadata from REST-shaped parts.
     pub fn build(
         project: &str,
@@ -902,6 +911,23 @@ impl Catalog {
             },
         );
         &self.tables[&key]
+    }
+
+    /// Drops every table whose `expirationTime` (ms since the epoch, sent as
+    /// a string or a number) is at or before `now_ms`, as BigQuery deletes an
+    /// expired table. Returns how many were dropped.
+    pub fn drop_expired(&mut self, now_ms: i64) -> usize {
+        let expired: Vec<TableKey> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| t.meta.expiration_ms().is_some_and(|at| at <= now_ms))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &expired {
+            self.tables.remove(key);
+            self.insert_ids.remove(key);
+        }
+        expired.len()
     }
 
     /// Deletes a table.

@@ -48,6 +48,10 @@ async fn fault_layer(State(st): State<Arc<AppState>>, req: Request, next: Next) 
         (header("authorization"), header("x-goog-user-project"))
     };
     st.count_request(method, &authorization, &user_project);
+    // BigQuery deletes a table once its expirationTime has passed.
+    if crate::util::lock(&st.catalog).drop_expired(crate::util::now_millis()) > 0 {
+        st.mark_dirty();
+    }
     let fault = st.faults.on_request(method);
     if let Some(d) = fault.delay {
         tokio::time::sleep(d).await;

@@ -126,6 +126,8 @@ fn plan_view(rows: Vec<PlanRow>, price: Option<f64>) -> PlanView {
         fingerprint: "b14cb1df53b12f1ee43a510a522bbb489f864d3874651e12a269bf9f1d16b8a0".into(),
         rows,
         checks: vec!["the query dry-runs for 20240101 and 20240130".into()],
+        write: "staged in demo-project.scratch.events_daily__bqb_stage, published by a copy job once every check passed".into(),
+        verify: vec!["no_duplicate_keys: zero_rows".into(), "some_rows: row_count [1, -]".into()],
         price_per_tib: price,
     }
 }

@@ -241,7 +241,7 @@ pub(crate) fn table_name(s: &str) -> Result<TableName, Problem> {
     })
 }
 
-fn dataset_id(s: &str) -> Result<(), Problem> {
+pub(crate) fn dataset_id(s: &str) -> Result<(), Problem> {
     if s.is_empty() {
         return Err(problem("dataset name is empty", TABLE_FORM_HINT));
     }

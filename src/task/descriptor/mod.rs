@@ -22,10 +22,11 @@ mod sql;
 pub use error::{DescriptorError, Issue};
 pub use parse::parse;
 pub use raw::{
-    Bound, ByteCount, Checkpoint, CopyJob, Descriptor, Granularity, JobConfig, Labels, Lease,
-    LoadJob, OnFailure, Order, Partitions, Priority, Retry, Source, SourceFormat, Throttle,
+    Bound, ByteCount, Check, Checkpoint, CopyJob, Descriptor, Expect, Granularity, JobConfig,
+    Labels, Lease, LoadJob, OnFailure, Order, Partitions, Priority, Retry, RowCount, Source,
+    SourceFormat, Throttle, Write, WriteMode,
 };
-pub use resolve::{Overrides, resolve};
+pub use resolve::{Overrides, STAGING_SUFFIX, TARGET, resolve, staging_table};
 /// The named parameters a query receives for each partition.
 pub use sql::PARAMETERS as QUERY_PARAMETERS;
 

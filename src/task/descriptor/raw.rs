@@ -82,6 +82,90 @@ pub struct Descriptor {
     /// The run lease that keeps two runs of one job apart.
     #[serde(default)]
     pub lease: Lease,
+    /// Checks run for every partition after its job, before it counts as
+    /// done (and, with `write.mode: "staged"`, before anyone can read it).
+    /// A failed check records VERIFY_FAILED and follows `on_failure`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub verify: Vec<Check>,
+    /// How the partition reaches the destination: `direct` (default) or
+    /// `staged` (write-audit-publish).
+    #[serde(default)]
+    pub write: Write,
+}
+
+/// One verification check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Unique name: letters, digits and `_`, starting with a letter or `_`,
+    /// at most 128 characters.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"))]
+    pub name: String,
+    /// GoogleSQL SELECT receiving the same partition parameters as the
+    /// source query (it must use at least one). `{target}` stands for the
+    /// table being checked (the staging table in `staged` mode, else the
+    /// destination); bq-backfill replaces it with the backticked table path,
+    /// the only text it splices. It must appear, and no other `{...}`
+    /// placeholder may.
+    pub query: String,
+    /// What the query must return.
+    pub expect: Expect,
+}
+
+/// What a check's query must return: `"zero_rows"` (no rows at all), or
+/// one scalar (one row, one column) checked by `{"row_count": {"min", "max"}}`,
+/// `{"within_percent_of_current": N}` (compared with the same query over
+/// the destination's partition as it is before the write; passes when that
+/// is 0) or `{"equals_query": "SELECT ..."}` (equal to that query's scalar).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expect {
+    ZeroRows,
+    RowCount(RowCount),
+    WithinPercentOfCurrent(f64),
+    EqualsQuery(String),
+}
+
+/// Bounds of `row_count` (inclusive); at least one is given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowCount {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max: Option<i64>,
+}
+
+/// The write strategy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Write {
+    /// `direct` (default): the job replaces `destination$P`, then the checks
+    /// run and report. `staged`: the job replaces `staging$P`, the checks run
+    /// there, and a copy job publishes it into `destination$P` only if every
+    /// check passed.
+    #[serde(default)]
+    pub mode: WriteMode,
+    /// `staged` only (and required there): the dataset, in the
+    /// destination's project, of the staging table
+    /// `<destination table>__bqb_stage` (created when missing, with the
+    /// destination's schema and partitioning, expiring 7 days after its
+    /// last use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_]{1,1024}$"))]
+    pub staging_dataset: Option<String>,
+}
+
+/// `direct` or `staged`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    #[default]
+    Direct,
+    Staged,
 }
 
 /// Partition granularity; must match the destination table's partitioning:

@@ -1051,3 +1051,38 @@ fn dash_dash_partitions_replaces_the_range_and_names_itself_in_errors() {
     assert_eq!(e.field, "--partitions", "{e}");
     assert!(e.hint.contains("--start/--end"), "{e}");
 }
+
+#[test]
+fn checks_and_the_staged_mode_resolve() {
+    let s = settings(&with(|v| {
+        v["verify"] = json!([
+            {"name": "dups", "query": "SELECT k FROM {target} WHERE d = @partition_date GROUP BY k HAVING COUNT(*) > 1", "expect": "zero_rows"},
+            {"name": "rows", "query": "SELECT COUNT(*) FROM {target} WHERE d = @partition_date", "expect": {"row_count": {"max": 10}}},
+            {"name": "near", "query": "SELECT COUNT(*) FROM {target} WHERE d = @partition_date", "expect": {"within_percent_of_current": 5}},
+            {"name": "same", "query": "SELECT COUNT(*) FROM {target} WHERE d = @partition_date", "expect": {"equals_query": "SELECT COUNT(*) FROM raw.orders WHERE DATE(ts) = @partition_date"}}
+        ]);
+        v["write"] = json!({"mode": "staged", "staging_dataset": "scratch"});
+    }));
+    let expects: Vec<settings::Expect> = s.verify.iter().map(|c| c.expect.clone()).collect();
+    assert_eq!(
+        expects,
+        vec![
+            settings::Expect::ZeroRows,
+            settings::Expect::RowCount {
+                min: None,
+                max: Some(10)
+            },
+            settings::Expect::WithinPercentOfCurrent(5.0),
+            settings::Expect::EqualsQuery(
+                "SELECT COUNT(*) FROM raw.orders WHERE DATE(ts) = @partition_date".into()
+            ),
+        ]
+    );
+    let settings::WriteMode::Staged { staging } = &s.write else {
+        panic!("staged");
+    };
+    assert_eq!(staging.to_string(), "my-project.scratch.orders__bqb_stage");
+    assert_eq!(s.write_target(), staging);
+    assert_eq!(settings(&base()).write, settings::WriteMode::Direct);
+    assert!(settings(&base()).verify.is_empty());
+}

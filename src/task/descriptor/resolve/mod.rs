@@ -18,6 +18,9 @@ mod options;
 mod partitions;
 mod source;
 mod tables;
+mod verify;
+
+pub use verify::{STAGING_SUFFIX, TARGET, staging_table};
 
 /// Values from the command line that take precedence over the descriptor.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -156,6 +159,8 @@ impl<'a> Builder<'a> {
         let max_runtime = self.max_runtime(d.max_runtime_seconds);
         let lease = self.lease(&d.lease);
         let concurrency = self.concurrency(d.concurrency);
+        let verify = self.verify(&d.verify, granularity);
+        let write = self.write(&d.write, destination.as_ref());
 
         Some(Settings {
             job: d.job.clone(),
@@ -176,6 +181,8 @@ impl<'a> Builder<'a> {
             lease: lease?,
             rerun: self.overrides.rerun.clone(),
             concurrency: concurrency?,
+            verify: verify?,
+            write: write?,
         })
     }
 

@@ -71,7 +71,17 @@ impl Builder<'_> {
 
     /// The query; `g` is the time granularity (`None`: integer ranges).
     pub(super) fn query(&mut self, q: &str, g: Option<partition::Granularity>) -> Option<String> {
-        const FIELD: &str = "source.query";
+        self.query_at("source.query", q, g)
+    }
+
+    /// A partition query at `field` (the source, a check, an equals query):
+    /// one SELECT using the partition parameters and no template.
+    pub(super) fn query_at(
+        &mut self,
+        field: &str,
+        q: &str,
+        g: Option<partition::Granularity>,
+    ) -> Option<String> {
         const TIME_PARAMS_HINT: &str = "filter on the partition with the named parameters @partition_date (DATE), @partition_id (STRING), @partition_start and @partition_end (TIMESTAMP), e.g. `WHERE DATE(ts) = @partition_date`";
         const INTEGER_PARAMS_HINT: &str = "filter on the partition with the named parameters @partition_start and @partition_end (INT64, half-open) or @partition_id (STRING), e.g. `WHERE bucket >= @partition_start AND bucket < @partition_end`";
         let (params_hint, template_hint) = match g {
@@ -86,7 +96,7 @@ impl Builder<'_> {
         };
         if q.len() > MAX_QUERY_BYTES {
             self.issue(
-                FIELD,
+                field,
                 format!("query is {} bytes; BigQuery's limit is 1 MiB", q.len()),
                 "move logic into views or user-defined functions to shorten the query",
             );
@@ -94,7 +104,7 @@ impl Builder<'_> {
         }
         if q.trim().is_empty() {
             self.issue(
-                FIELD,
+                field,
                 "query is empty",
                 "write the SELECT that produces one partition's rows",
             );
@@ -103,7 +113,7 @@ impl Builder<'_> {
         let scan = sql::scan(q);
         if let Some(t) = &scan.template {
             self.issue(
-                FIELD,
+                field,
                 format!("query contains the template placeholder `{t}`"),
                 template_hint,
             );
@@ -111,7 +121,7 @@ impl Builder<'_> {
         }
         let Some(first) = scan.first_token.as_deref() else {
             self.issue(
-                FIELD,
+                field,
                 "query contains only comments",
                 "write the SELECT that produces one partition's rows",
             );
@@ -119,7 +129,7 @@ impl Builder<'_> {
         };
         if !matches!(first, "SELECT" | "WITH" | "FROM" | "(") {
             self.issue(
-                FIELD,
+                field,
                 format!("query starts with `{first}`; only a single SELECT statement is supported"),
                 "write a SELECT (or WITH ... SELECT) whose result replaces the partition; bq-backfill does the write itself (WRITE_TRUNCATE into table$partition), so DML, DDL and scripts are not needed",
             );
@@ -127,14 +137,14 @@ impl Builder<'_> {
         }
         if scan.multiple_statements {
             self.issue(
-                FIELD,
+                field,
                 "query contains more than one statement",
                 "remove everything after the first `;`: the query must be a single SELECT",
             );
             return None;
         }
         if scan.positional {
-            self.issue(FIELD, "query uses a positional parameter `?`", params_hint);
+            self.issue(field, "query uses a positional parameter `?`", params_hint);
             return None;
         }
         let unknown: Vec<&String> = scan
@@ -144,7 +154,7 @@ impl Builder<'_> {
             .collect();
         if let Some(p) = unknown.first() {
             self.issue(
-                FIELD,
+                field,
                 format!("query uses the parameter `@{p}`, which bq-backfill does not provide"),
                 params_hint,
             );
@@ -152,7 +162,7 @@ impl Builder<'_> {
         }
         if g.is_none() && scan.params.iter().any(|p| p == "partition_date") {
             self.issue(
-                FIELD,
+                field,
                 "query uses `@partition_date`, which integer_range partitions do not have",
                 INTEGER_PARAMS_HINT,
             );
@@ -160,7 +170,7 @@ impl Builder<'_> {
         }
         if scan.params.is_empty() {
             self.issue(
-                FIELD,
+                field,
                 "query does not use any partition parameter, so every partition would receive the same rows",
                 params_hint,
             );

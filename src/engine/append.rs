@@ -28,6 +28,8 @@ pub struct AppendLog {
     absent: Mutex<Vec<&'static str>>,
     last_recorded: Mutex<DateTime<Utc>>,
     seq: Mutex<u64>,
+    /// Rows whose write may wait for the next one (see [`AppendLog::defer`]).
+    deferred: Mutex<Vec<(String, Value)>>,
 }
 
 impl AppendLog {
@@ -46,6 +48,7 @@ impl AppendLog {
             absent: Mutex::new(Vec::new()),
             last_recorded: Mutex::new(DateTime::<Utc>::MIN_UTC),
             seq: Mutex::new(0),
+            deferred: Mutex::new(Vec::new()),
         }
     }
 
@@ -181,7 +184,7 @@ impl AppendLog {
     }
 
     fn next_recorded_at(&self) -> DateTime<Utc> {
-        let mut last = self.last_recorded.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = lock(&self.last_recorded);
         let mut now = Utc::now();
         if now <= *last {
             now = *last + chrono::Duration::microseconds(1);
@@ -190,22 +193,58 @@ impl AppendLog {
         now
     }
 
-    /// Append one row; `recorded_at` is set here.
-    pub async fn append(
-        &self,
-        mut row: serde_json::Map<String, Value>,
-    ) -> Result<(), CheckpointError> {
+    /// Append one row (and any deferred ones, in the same insertAll);
+    /// `recorded_at` is set here.
+    pub async fn append(&self, row: serde_json::Map<String, Value>) -> Result<(), CheckpointError> {
+        let row = self.stamp(row);
+        let mut rows = std::mem::take(&mut *lock(&self.deferred));
+        rows.push(row);
+        self.send(rows).await
+    }
+
+    /// Stamps `row` now (its `recorded_at` and insertId keep its place in
+    /// the order) but writes it with the next row appended, or at
+    /// [`AppendLog::flush`]: one insertAll less per row that can wait. Only
+    /// for rows whose loss in a crash is harmless, because the row before
+    /// them names a job the next run looks up (a SUCCEEDED after RUNNING).
+    pub fn defer(&self, row: serde_json::Map<String, Value>) {
+        let row = self.stamp(row);
+        lock(&self.deferred).push(row);
+    }
+
+    /// Writes the deferred rows, if any.
+    pub async fn flush(&self) -> Result<(), CheckpointError> {
+        let rows = std::mem::take(&mut *lock(&self.deferred));
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.send(rows).await
+    }
+
+    /// The row with its `recorded_at`, and its insertId from the run and a
+    /// sequence number.
+    fn stamp(&self, mut row: serde_json::Map<String, Value>) -> (String, Value) {
         row.insert("recorded_at".into(), ts(self.next_recorded_at()).into());
         let seq = {
-            let mut s = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = lock(&self.seq);
             *s += 1;
             *s
         };
-        let insert_id = format!("{}-{}", self.run_id, seq);
-        self.bq
-            .insert_rows(&self.table, &[(insert_id, Value::Object(row))])
-            .await
-            .map_err(|e| self.api(e))
+        (format!("{}-{}", self.run_id, seq), Value::Object(row))
+    }
+
+    /// One insertAll; rows that did not land go back to be deferred, so a
+    /// later flush can try again (the insertIds de-duplicate).
+    async fn send(&self, rows: Vec<(String, Value)>) -> Result<(), CheckpointError> {
+        match self.bq.insert_rows(&self.table, &rows).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let mut deferred = lock(&self.deferred);
+                let later = std::mem::replace(&mut *deferred, rows);
+                deferred.extend(later);
+                Err(self.api(e))
+            }
+        }
     }
 
     /// Run a query against the table.
@@ -245,4 +284,8 @@ pub fn log_table_spec(
 /// A TIMESTAMP as insertAll takes it.
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

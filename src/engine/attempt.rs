@@ -526,17 +526,15 @@ pub(super) async fn record_success(
     checks: Option<String>,
 ) -> Result<(), RunFailure> {
     let stats = &done.stats;
-    slot.cp
-        .record(&AuditRow {
-            started_at: stats.start_time,
-            finished_at: stats.end_time.or_else(|| Some(Utc::now())),
-            rows_written: stats.rows_written,
-            bytes_processed: stats.bytes_processed,
-            bytes_billed: stats.bytes_billed,
-            checks,
-            ..attempt.row(Status::Succeeded)
-        })
-        .await?;
+    slot.cp.record_with_next(&AuditRow {
+        started_at: stats.start_time,
+        finished_at: stats.end_time.or_else(|| Some(Utc::now())),
+        rows_written: stats.rows_written,
+        bytes_processed: stats.bytes_processed,
+        bytes_billed: stats.bytes_billed,
+        checks,
+        ..attempt.row(Status::Succeeded)
+    });
     tracing::info!(
         job = %attempt.job_id,
         "partition {} done: {} rows in {:.1?} (attempt {})",

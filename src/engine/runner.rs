@@ -13,7 +13,7 @@ use crate::engine::attempt::{self, Slot};
 use crate::engine::cancel::Cancel;
 use crate::engine::checkpoint::{Checkpoints, PartitionState};
 use crate::engine::failure::RunFailure;
-use crate::engine::lease::{Lease, LeaseLog};
+use crate::engine::lease::{Lease, LeaseError, LeaseLog};
 use crate::engine::preflight::preflight;
 use crate::engine::stage;
 use crate::exit;
@@ -216,13 +216,24 @@ async fn run_inner(
     };
     // After a signal the whole cleanup must fit in 3 s (see HARD_STOP); an
     // unreleased lease expires on its own.
-    let release_within = if ctx.cancel.is_cancelled() {
+    let step = if ctx.cancel.is_cancelled() {
         attempt::CLEANUP_STEP
     } else {
         Duration::from_secs(5)
     };
-    lease.release(release_within).await;
-    result
+    // The last SUCCEEDED rows, unless the lease was lost: then this run
+    // records nothing more (the new holder finds those jobs DONE).
+    let lost = matches!(&result, Err(RunFailure::Lease(LeaseError::Lost { .. })));
+    let flushed = if lost {
+        Ok(())
+    } else {
+        tokio::time::timeout(step, cp.flush())
+            .await
+            .unwrap_or(Ok(()))
+            .map_err(RunFailure::from)
+    };
+    lease.release(step).await;
+    result.and(flushed)
 }
 
 /// Emit `run_started` and the skips; returns each partition's decision.

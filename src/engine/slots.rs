@@ -24,6 +24,10 @@ use crate::engine::runner::{States, Tally, budget_spent, throttle};
 use crate::planning::partition::Partition;
 use crate::task::settings::OnFailure;
 
+/// A pause at least this long writes the audit rows that were waiting for
+/// the next partition's (so the log is current while nothing runs).
+const FLUSH_BEFORE_PAUSE: Duration = Duration::from_secs(5);
+
 /// Runs `to_run` (in plan order) in `concurrency` slots.
 pub(crate) async fn run_slots(
     slot: &Slot<'_>,
@@ -146,8 +150,12 @@ async fn worker(slot: &Slot<'_>, shared: &Shared<'_>, states: &States) -> Result
             shared.stop();
             return Ok(());
         };
-        // The pause belongs between partitions, not after the last one.
+        // The pause belongs between partitions, not after the last one; a
+        // long one first writes the SUCCEEDED rows waiting for the next row.
         if shared.more_left() {
+            if ctx.settings.throttle.pause_after(runtime) >= FLUSH_BEFORE_PAUSE {
+                slot.cp.flush().await.inspect_err(|_| shared.stop())?;
+            }
             throttle(ctx, &ctx.settings, runtime, slot.started).await;
         }
     }

@@ -750,3 +750,56 @@ async fn validate_dry_run_checks_the_query_against_bigquery() {
     // Offline, the same descriptor is valid: only BigQuery knows the table is missing.
     env.run(&d, &["validate"]).expect_code(0);
 }
+
+/// The steady path costs four REST calls per partition: the RUNNING row
+/// (carrying the previous partition's SUCCEEDED row), jobs.insert,
+/// getQueryResults (a long-poll until the job is done) and jobs.get (its
+/// statistics). The rest is per run: reading the tables and the audit log,
+/// the lease, the last SUCCEEDED row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_partition_costs_four_rest_calls_and_its_success_rides_with_the_next_row() {
+    let env = Env::demo("2024-04-01", "2024-05-01").await;
+    let d = env.descriptor("2024-04-01", "2024-05-01", json!({}));
+    env.run(&d, &[]).expect_code(0); // creates the audit and lease tables
+    let rerun = env.descriptor(
+        "2024-04-01",
+        "2024-05-01",
+        json!({"source": {"query": demo::DAILY_QUERY.replace("COUNT(*) AS events", "COUNT(event_id) AS events")}}),
+    );
+    env.emu.reset_stats();
+    let r = env.run(&rerun, &[]);
+    r.expect_code(0);
+    assert_eq!(r.of("partition_succeeded").len(), 30);
+    let stats = serde_json::to_value(env.emu.stats()).unwrap();
+    let per_partition = [
+        "tabledata.insertAll",
+        "jobs.insert",
+        "jobs.getQueryResults",
+        "jobs.get",
+    ];
+    for m in per_partition {
+        let n = env.stat(m);
+        // 30 partitions, plus at most 3 per run (lease claim job, lease rows, last flush).
+        assert!(
+            (30..=33).contains(&n),
+            "{m}: {n} calls for 30 partitions; {stats}"
+        );
+    }
+    let total: u64 = stats["requests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!(total <= 30 * 4 + 16, "{total} calls in all: {stats}");
+    eprintln!("30 partitions: {total} REST calls: {}", stats["requests"]);
+    // Every partition still went RUNNING -> SUCCEEDED in the audit log.
+    let latest = env.latest_status();
+    assert!(latest.values().all(|s| s == "SUCCEEDED"), "{latest:?}");
+    let succeeded = env
+        .audit()
+        .iter()
+        .filter(|r| r["status"] == "SUCCEEDED")
+        .count();
+    assert_eq!(succeeded, 60, "both runs recorded every partition");
+}

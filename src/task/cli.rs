@@ -80,7 +80,7 @@ pub struct Cli {
     pub api_endpoint: Option<String>,
 
     /// Partitions run at once (1 to 16); overrides `concurrency`.
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub concurrency: Option<u32>,
 
     /// Rebuild partitions that already succeeded, e.g. after a fix to the

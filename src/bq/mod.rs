@@ -1267,7 +1267,16 @@ impl BigQuery {
     /// [`BigQuery::attempt`], noting when BigQuery has answered: a success
     /// or an HTTP error from it (not a token endpoint's, not a transport failure).
     async fn attempt_noting_contact(&self, call: &Call<'_>) -> Result<Vec<u8>, BqError> {
-        let result = self.attempt(call).await;
+        let mut result = self.attempt(call).await;
+        if let Err(BqError::Api { status: 401, .. }) = &result
+            && self.inner.credentials.invalidate_last().await
+        {
+            tracing::info!(
+                "bigquery {}: the access token was refused (401); trying once more with a new one",
+                call.operation
+            );
+            result = self.attempt(call).await;
+        }
         if result.is_ok() || result.as_ref().is_err_and(answered_by_bigquery) {
             self.inner.contacted.store(true, Ordering::Relaxed);
         }

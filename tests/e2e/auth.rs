@@ -740,6 +740,46 @@ async fn a_token_endpoint_refusing_the_credentials_is_exit_77_with_its_reason() 
     );
 }
 
+/// BigQuery refusing a token that should still be good (revoked, or expired
+/// early): the cached token is dropped and the call tried once more with a
+/// new one; a token handed in through the environment cannot be replaced,
+/// so it is exit 77 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_replaced_once_unless_it_came_from_the_environment() {
+    let env = demo().await;
+    let fake = FakeGoogle::start(3600).await;
+    let adc = json!({
+        "type": "authorized_user", "client_id": "client-id", "client_secret": CLIENT_SECRET,
+        "refresh_token": REFRESH_TOKEN, "token_uri": format!("{}/token", fake.base),
+    });
+    env.emu
+        .faults()
+        .fail_next("tables.get", 1, 401, "authError");
+    let r = Run::new(&env).credentials(&adc).run(&three_days(&env));
+    assert_backfilled_with(&env, &fake, &r, "user");
+    let refreshes = fake
+        .calls()
+        .iter()
+        .filter(|c| *c == "token:refresh")
+        .count();
+    assert_eq!(
+        refreshes,
+        2,
+        "one new token after the 401: {:?}",
+        fake.calls()
+    );
+
+    let env = demo().await;
+    env.emu
+        .faults()
+        .fail_next("tables.get", 1, 401, "authError");
+    let r = Run::new(&env)
+        .var("BQ_BACKFILL_ACCESS_TOKEN", "ya29.handed-in")
+        .run(&three_days(&env));
+    assert_eq!(r.code, 77, "{}", r.stdout);
+    assert_eq!(env.stat("tables.get"), 1, "not retried");
+}
+
 /// A text-format subject token URL that refuses (here without the OIDC
 /// request token) is an authentication failure naming the URL, not an
 /// unreachable endpoint retried for a minute.

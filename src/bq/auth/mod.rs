@@ -139,6 +139,19 @@ impl Credentials {
         Ok(Some(secret))
     }
 
+    /// Drops the cached token, if it can be replaced (not a token handed in
+    /// through the environment): BigQuery refused it (401: revoked, or
+    /// expired early), so the next request fetches a new one. Whether it did.
+    pub(crate) async fn invalidate_last(&self) -> bool {
+        let Credentials::Google(p) = self else {
+            return false;
+        };
+        if matches!(p.source, Source::Static(_)) {
+            return false;
+        }
+        p.cached.lock().await.take().is_some()
+    }
+
     /// The project to bill for quota (`x-goog-user-project`), if set.
     pub(crate) fn quota_project(&self) -> Option<&str> {
         match self {

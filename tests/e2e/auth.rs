@@ -514,6 +514,8 @@ fn github_actions_file(fake: &FakeGoogle, impersonate: bool) -> Value {
     });
     if impersonate {
         file["service_account_impersonation_url"] = json!(fake.impersonation_url());
+        // As gcloud writes it without --service-account-token-lifetime-seconds: the default hour.
+        file["service_account_impersonation"] = json!({});
     }
     file
 }

@@ -178,17 +178,18 @@ impl Fields<'_> {
     }
 
     fn external(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<External, BqError> {
-        let lifetime = match self.obj.get("service_account_impersonation") {
-            Some(v) => Some(
-                v.get("token_lifetime_seconds")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| {
-                        self.missing(
-                            "service_account_impersonation.token_lifetime_seconds",
-                            "an integer",
-                        )
-                    })?,
-            ),
+        // `{}` or an absent lifetime is Google's default hour.
+        let lifetime = match self
+            .obj
+            .get("service_account_impersonation")
+            .and_then(|v| v.get("token_lifetime_seconds"))
+        {
+            Some(v) => Some(v.as_u64().filter(|n| (600..=43_200).contains(n)).ok_or_else(|| {
+                self.missing(
+                    "service_account_impersonation.token_lifetime_seconds",
+                    "an integer from 600 to 43200",
+                )
+            })?),
             None => None,
         };
         let prefix = format!("{}credential_source.", self.prefix);
@@ -213,6 +214,18 @@ impl Fields<'_> {
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<SubjectSource, BqError> {
+        let given: Vec<&str> = ["file", "url", "executable"]
+            .into_iter()
+            .filter(|k| self.obj.contains_key(*k))
+            .collect();
+        if given.len() > 1 {
+            return Err(auth_error(format!(
+                "{}: \"{}\" has {}; it takes exactly one of \"file\", \"url\" or \"executable\"",
+                self.shown,
+                self.prefix.trim_end_matches('.'),
+                given.join(" and ")
+            )));
+        }
         let format = self.format()?;
         if let Some(path) = self.optional("file")? {
             return Ok(SubjectSource::File {

@@ -97,6 +97,14 @@ async fn unusable_files_name_the_file_and_the_field_never_the_content() {
             r#"{"type": "impersonated_service_account", "source_credentials": {}}"#,
             "field \"service_account_impersonation_url\"",
         ),
+        (
+            r#"{"type": "external_account", "audience": "a", "subject_token_type": "t", "token_url": "u", "credential_source": {"file": "/SECRET", "url": "http://x"}}"#,
+            "has file and url",
+        ),
+        (
+            r#"{"type": "external_account", "audience": "a", "subject_token_type": "t", "token_url": "u", "service_account_impersonation": {"token_lifetime_seconds": 60}, "credential_source": {"file": "/SECRET"}}"#,
+            "token_lifetime_seconds",
+        ),
     ];
     for (body, expected) in cases {
         let shown = load_error(body, &none).await;

@@ -213,23 +213,7 @@ fn days(cells: &[(Partition, Shade)], colour: bool) -> String {
         let to = last.min(NaiveDate::from_ymd_opt(year, 12, 31).unwrap());
         let monday = from - Duration::days(from.weekday().num_days_from_monday() as i64);
         let weeks = ((to - monday).num_days() / 7 + 1) as usize;
-        let mut header = vec![' '; weeks];
-        for w in 0..weeks {
-            let day = monday + Duration::weeks(w as i64);
-            let month_start = (0..7)
-                .map(|d| day + Duration::days(d))
-                .find(|d| d.day() == 1);
-            if let Some(d) = month_start.filter(|d| *d >= from && *d <= to && d.year() == year) {
-                // A label may run past the last week: the header is not a cell row.
-                for (i, ch) in d.format("%b").to_string().chars().enumerate() {
-                    if w + i >= header.len() {
-                        header.resize(w + i + 1, ' ');
-                    }
-                    header[w + i] = ch;
-                }
-            }
-        }
-        let header: String = header.iter().collect();
+        let header = month_header(from, to, monday, weeks);
         let _ = writeln!(out, "{}", format!("{year} {header}").trim_end());
         for (row, name) in ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
             .iter()
@@ -266,6 +250,37 @@ fn hours(cells: &[(Partition, Shade)], colour: bool) -> String {
     }
     out.push('\n');
     out
+}
+
+/// The month names above the week columns of one year, each over the
+/// week its first day falls in. A range starting mid-month names that month
+/// over its first column too, when the next name leaves room for it.
+fn month_header(from: NaiveDate, to: NaiveDate, monday: NaiveDate, weeks: usize) -> String {
+    let mut header = vec![' '; weeks];
+    let mut put = |w: usize, name: String| {
+        // A label may run past the last week: the header is not a cell row.
+        for (i, ch) in name.chars().enumerate() {
+            if w + i >= header.len() {
+                header.resize(w + i + 1, ' ');
+            }
+            header[w + i] = ch;
+        }
+    };
+    let mut first_label = None;
+    for w in 0..weeks {
+        let day = monday + Duration::weeks(w as i64);
+        let month_start = (0..7)
+            .map(|d| day + Duration::days(d))
+            .find(|d| d.day() == 1);
+        if let Some(d) = month_start.filter(|d| *d >= from && *d <= to && d.year() == from.year()) {
+            first_label.get_or_insert(w);
+            put(w, d.format("%b").to_string());
+        }
+    }
+    if from.day() != 1 && first_label.is_none_or(|w| w >= 4) {
+        put(0, from.format("%b").to_string());
+    }
+    header.iter().collect()
 }
 
 /// One row per year, one column per month.
@@ -391,6 +406,23 @@ mod tests {
             (2024, 1, 10, 0),
         ));
         insta::assert_snapshot!(render(&cells, Layout::Time(Granularity::Day), false));
+    }
+
+    #[test]
+    fn a_range_starting_mid_month_names_that_month_first() {
+        let header = |from: (i32, u32, u32), to: (i32, u32, u32)| {
+            let cells = shaded(time_plan(
+                Granularity::Day,
+                (from.0, from.1, from.2, 0),
+                (to.0, to.1, to.2, 0),
+            ));
+            let text = render(&cells, Layout::Time(Granularity::Day), false);
+            text.lines().next().unwrap().to_string()
+        };
+        assert_eq!(header((2024, 3, 10), (2024, 3, 30)), "2024 Mar");
+        assert_eq!(header((2024, 3, 10), (2024, 5, 5)), "2024 Mar Apr May");
+        // Too close to the next month's name: that one alone.
+        assert_eq!(header((2024, 3, 25), (2024, 4, 20)), "2024  Apr");
     }
 
     #[test]

@@ -184,12 +184,16 @@ impl Fields<'_> {
             .get("service_account_impersonation")
             .and_then(|v| v.get("token_lifetime_seconds"))
         {
-            Some(v) => Some(v.as_u64().filter(|n| (600..=43_200).contains(n)).ok_or_else(|| {
-                self.missing(
-                    "service_account_impersonation.token_lifetime_seconds",
-                    "an integer from 600 to 43200",
-                )
-            })?),
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|n| (600..=43_200).contains(n))
+                    .ok_or_else(|| {
+                        self.missing(
+                            "service_account_impersonation.token_lifetime_seconds",
+                            "an integer from 600 to 43200",
+                        )
+                    })?,
+            ),
             None => None,
         };
         let prefix = format!("{}credential_source.", self.prefix);

@@ -436,7 +436,15 @@ fn status_json(v: &StatusView, out: &mut dyn Write) {
         .iter()
         .map(|(s, n)| (s.name().to_string(), json!(n)))
         .collect();
-    let lease = v.lease.as_ref().map(|l| json!({"run_id": l.run_id, "held": l.live, "expires_at": l.expires_at.map(|t| t.to_rfc3339())}));
+    // `held`: some run holds it now; `state` says which of the three it is.
+    let lease = v.lease.as_ref().map(|l| {
+        let state = match (l.live, l.held) {
+            (true, _) => "held",
+            (false, true) => "expired",
+            (false, false) => "released",
+        };
+        json!({"run_id": l.run_id, "held": l.live, "state": state, "expires_at": l.expires_at.map(|t| t.to_rfc3339())})
+    });
     let last_run = v
         .last_run()
         .map(|(run, at)| json!({"run_id": run, "recorded_at": at.to_rfc3339()}));

@@ -32,7 +32,9 @@ pub struct PartitionView {
 #[derive(Debug, Clone)]
 pub struct LeaseView {
     pub run_id: String,
+    /// A run holds the lease now (its latest row is HELD and unexpired).
     pub live: bool,
+    /// The latest row is HELD (live, or expired: its run died).
     pub held: bool,
     pub expires_at: Option<DateTime<Utc>>,
 }

@@ -367,6 +367,7 @@ async fn plan_and_status_show_what_would_run_and_what_ran_without_writing() {
         lines[4]["summary"]["lease"]["held"], false,
         "released at the end of the run"
     );
+    assert_eq!(lines[4]["summary"]["lease"]["state"], "released");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

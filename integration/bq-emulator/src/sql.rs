@@ -7,6 +7,7 @@
 //! `integration/bq-emulator/SQL.md`; everything else fails with an `invalidQuery` error.
 
 mod check;
+mod dml;
 mod functions;
 mod prune;
 mod rewrite;
@@ -35,6 +36,8 @@ use crate::data::{
     parse_datetime, parse_time, parse_timestamp,
 };
 use functions::{Kind, MARK_CLOSE, MARK_OPEN};
+
+pub use dml::{Insert, bind, parse_insert};
 
 /// Gives the engine a consistent snapshot of the tables a query references.
 pub trait TableSource: Send + Sync {

@@ -211,3 +211,39 @@ pub fn bind(
         .collect::<Result<Vec<_>, _>>()?;
     Ok((schema, renamed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_rows_become_a_union_of_selects_and_the_table_resolves_like_a_query_name() {
+        let i = parse_insert(
+            "INSERT INTO ops.log (partition_id, n) VALUES (@p, 1), ('b', NULL)",
+            "proj",
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(i.table, ("proj".into(), "ops".into(), "log".into()));
+        assert_eq!(i.columns, ["partition_id", "n"]);
+        assert_eq!(
+            i.select_sql,
+            "SELECT @p AS `_dml_0`, 1 AS `_dml_1` UNION ALL SELECT 'b' AS `_dml_0`, NULL AS `_dml_1`"
+        );
+        let i = parse_insert("INSERT `p.d.t` SELECT 1", "proj", None).unwrap().unwrap();
+        assert_eq!(i.table, ("p".into(), "d".into(), "t".into()));
+        assert!(i.columns.is_empty());
+        assert_eq!(i.select_sql, "SELECT 1");
+    }
+
+    #[test]
+    fn other_statements_are_not_inserts_and_bad_names_are_refused() {
+        assert!(parse_insert("SELECT 1", "p", None).unwrap().is_none());
+        assert!(parse_insert("not sql at all", "p", None).unwrap().is_none());
+        let e = parse_insert("INSERT INTO log VALUES (1)", "p", None).unwrap_err();
+        assert!(e.message.contains("must be qualified with a dataset"), "{}", e.message);
+        let e = parse_insert("INSERT INTO d.t$20240101 VALUES (1)", "p", None);
+        assert!(e.is_err() || e.unwrap().is_none());
+    }
+}

@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import socket
 import statistics
 import subprocess
@@ -347,7 +348,7 @@ class Bench:
             task = descriptor(
                 self.work / f"{granularity}-{count}.json", f"bench_{granularity}", granularity, count, copy
             )
-            cmd = [str(self.tool), "run", "--task", str(task)]
+            cmd = [*shlex.split(self.args.wrap), str(self.tool), "run", "--task", str(task)]
             if self.has_concurrency:
                 cmd += ["--concurrency", str(concurrency)]
             env = {"PATH": os.environ.get("PATH", ""), "BIGQUERY_EMULATOR_HOST": emu.host}
@@ -620,12 +621,33 @@ def main() -> int:
     p.add_argument("--out", help="write the Markdown table here")
     p.add_argument("--quick", action="store_true", help="tiny scenarios (smoke test)")
     p.add_argument("--time-cap", type=float, default=900.0, help="seconds for the whole benchmark")
+    p.add_argument("--wrap", default="", help="prefix for the tool's command, e.g. 'perf record -o F --'")
+    p.add_argument("--only-hourly", action="store_true", help="only the hourly latency-0 run (to profile it)")
+    p.add_argument("--smoke", action="store_true", help="3 daily partitions, both programs, JSON out (a test)")
     args = p.parse_args()
+    if args.smoke:
+        try:
+            bench = Bench(args)
+            rows = [bench.tool_row("day", 3, 0.0, 1), bench.reference_row("day", 3, 0.0)]
+        except BenchError as e:
+            print(f"bench: {e}", file=sys.stderr)
+            return 2
+        keys = ("program", "partitions", "wall", "calls", "job_s", "rss_mb", "methods", "partition_walls")
+        print(json.dumps([{k: getattr(r, k) for k in keys} | {"overhead_ms": r.overhead_ms} for r in rows]))
+        return 0
     quick = args.quick
     daily = 5 if quick else 366
     hourly = 24 if quick else 8784
     hourly_ref = 24 if quick else 720
     subset = 3 if quick else 48
+    if args.only_hourly:
+        try:
+            row = Bench(args).tool_row("hour", 24 if quick else 8784, 0.0, 1)
+        except BenchError as e:
+            print(f"bench: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps({"wall": row.wall, "calls": row.calls, "overhead_ms": row.overhead_ms}))
+        return 0
     try:
         bench = Bench(args)
         rows: list[Row] = []

@@ -118,6 +118,15 @@ fn invalid_query(message: impl Into<String>) -> SqlError {
 /// The (project, dataset, table) names a query reads, without running it (views not expanded);
 /// empty when the text does not parse, whose error the job reports when it runs.
 pub fn referenced_tables(req: &QueryRequest<'_>) -> Vec<(String, String, String)> {
+    if let Ok(Some(insert)) = parse_insert(req.sql, req.default_project, req.default_dataset) {
+        let select = QueryRequest {
+            sql: &insert.select_sql,
+            ..*req
+        };
+        let mut tables = vec![insert.table];
+        tables.extend(referenced_tables(&select));
+        return tables;
+    }
     let Ok(mut statements) = Parser::parse_sql(&BigQueryDialect {}, req.sql) else {
         return Vec::new();
     };

@@ -364,7 +364,11 @@ fn dml_target(
 ) -> Result<WriteSpec, ApiError> {
     let (p, d, t) = match insert {
         Some(Ok(i)) => i.table.clone(),
-        _ => (project.to_string(), ANON_DATASET.to_string(), "dml".to_string()),
+        _ => (
+            project.to_string(),
+            ANON_DATASET.to_string(),
+            "dml".to_string(),
+        ),
     };
     WriteSpec::from_reference(
         &json!({"projectId": p, "datasetId": d, "tableId": t}),
@@ -849,7 +853,10 @@ async fn exec_query(
                 .ok_or_else(|| {
                     ErrorProto::new(
                         "notFound",
-                        format!("Not found: Table {}", q.dest.display().replacen('.', ":", 1)),
+                        format!(
+                            "Not found: Table {}",
+                            q.dest.display().replacen('.', ":", 1)
+                        ),
                     )
                 })?;
             sql::bind(insert, &table_schema, &out.schema, &out.batches)

@@ -139,7 +139,9 @@ pub fn bind(
                 .iter()
                 .find(|f| f.name().eq_ignore_ascii_case(c))
                 .ok_or_else(|| {
-                    invalid_query(format!("Column {c} is not present in table {dataset}.{table}"))
+                    invalid_query(format!(
+                        "Column {c} is not present in table {dataset}.{table}"
+                    ))
                 })?;
             if found.iter().any(|g: &&Field| g.name() == f.name()) {
                 return Err(invalid_query(format!(
@@ -231,7 +233,9 @@ mod tests {
             i.select_sql,
             "SELECT @p AS `_dml_0`, 1 AS `_dml_1` UNION ALL SELECT 'b' AS `_dml_0`, NULL AS `_dml_1`"
         );
-        let i = parse_insert("INSERT `p.d.t` SELECT 1", "proj", None).unwrap().unwrap();
+        let i = parse_insert("INSERT `p.d.t` SELECT 1", "proj", None)
+            .unwrap()
+            .unwrap();
         assert_eq!(i.table, ("p".into(), "d".into(), "t".into()));
         assert!(i.columns.is_empty());
         assert_eq!(i.select_sql, "SELECT 1");
@@ -242,7 +246,11 @@ mod tests {
         assert!(parse_insert("SELECT 1", "p", None).unwrap().is_none());
         assert!(parse_insert("not sql at all", "p", None).unwrap().is_none());
         let e = parse_insert("INSERT INTO log VALUES (1)", "p", None).unwrap_err();
-        assert!(e.message.contains("must be qualified with a dataset"), "{}", e.message);
+        assert!(
+            e.message.contains("must be qualified with a dataset"),
+            "{}",
+            e.message
+        );
         let e = parse_insert("INSERT INTO d.t$20240101 VALUES (1)", "p", None);
         assert!(e.is_err() || e.unwrap().is_none());
     }

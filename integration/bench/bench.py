@@ -622,7 +622,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="tiny scenarios (smoke test)")
     p.add_argument("--time-cap", type=float, default=900.0, help="seconds for the whole benchmark")
     p.add_argument("--wrap", default="", help="prefix for the tool's command, e.g. 'perf record -o F --'")
-    p.add_argument("--only-hourly", action="store_true", help="only the hourly latency-0 run (to profile it)")
+    p.add_argument("--only-hourly", type=int, nargs="?", const=8784, metavar="N",
+                   help="only the hourly latency-0 run, of N partitions (default 8784), e.g. to profile it")
     p.add_argument("--smoke", action="store_true", help="3 daily partitions, both programs, JSON out (a test)")
     args = p.parse_args()
     if args.smoke:
@@ -642,7 +643,7 @@ def main() -> int:
     subset = 3 if quick else 48
     if args.only_hourly:
         try:
-            row = Bench(args).tool_row("hour", 24 if quick else 8784, 0.0, 1)
+            row = Bench(args).tool_row("hour", args.only_hourly, 0.0, 1)
         except BenchError as e:
             print(f"bench: {e}", file=sys.stderr)
             return 2

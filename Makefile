@@ -4,6 +4,7 @@
 #               the orchestrator examples under real Airflow 2.10 and 3.x and real Dagster, fmt + clippy,
 #               and the static release binary's check
 #   make release  the shipped binary, static and stripped, at dist/bq-backfill
+#   make bench    bq-backfill vs a hand-written Python loop on the emulator -> docs/benchmarks.md
 #
 # Everything is installed from scratch by these targets (cargo crates, a Python
 # venv from PyPI), so a fresh machine needs only rustup's toolchain and python3.
@@ -89,9 +90,16 @@ fmt:
 demo: build
 	@bash examples/demo.sh "$(CURDIR)/target/debug" "$(DEMO_DIR)" "$(DEMO_PORT)"
 
-bench:
-	$(CARGO) build --workspace --release --bins
-	@bash integration/bench/run.sh "$(CURDIR)/target/release"
+# `make bench`: bq-backfill against the hand-written Python loop (official client) on the emulator,
+# side by side, written to docs/benchmarks.md; then the emulator's own start-up and throughput.
+# Only the two timed binaries are built, in the `bench-fast` profile (Cargo.toml says why).
+BENCH_PROFILE ?= bench-fast
+BENCH_ARGS ?=
+bench: venv
+	$(CARGO) build --locked --profile $(BENCH_PROFILE) -p bq-backfill -p bq-emulator --bins
+	$(PYTHON) integration/bench/bench.py --bin-dir $(CURDIR)/target/$(BENCH_PROFILE) \
+		--python $(CURDIR)/$(VENV)/bin/python --out docs/benchmarks.md $(BENCH_ARGS)
+	@bash integration/bench/run.sh "$(CURDIR)/target/$(BENCH_PROFILE)"
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -28,7 +28,7 @@ EMULATOR="$BIN_DIR/bq-emulator"
 # The load generator is an example of the emulator crate, built with the same profile into the same target dir.
 PROFILE=$(basename "$BIN_DIR")
 PROFILE_FLAG=()
-[[ "$PROFILE" == release ]] && PROFILE_FLAG=(--release)
+[[ "$PROFILE" != debug ]] && PROFILE_FLAG=(--profile "$PROFILE")
 (cd "$ROOT" && CARGO_TARGET_DIR=$(dirname "$BIN_DIR") ${CARGO:-cargo} build --quiet -p bq-emulator --example bench "${PROFILE_FLAG[@]}")
 BENCH="$BIN_DIR/examples/bench"
 

@@ -1238,3 +1238,24 @@ async fn debug_output_shows_no_credentials_and_futures_are_send() {
     assert_send(bq.query("SELECT 1", &[]));
     assert_send(bq.insert_job("j", &query_config(), &BTreeMap::new()));
 }
+
+#[test]
+fn load_and_copy_polls_overshoot_a_job_by_at_most_100_ms_or_5_percent() {
+    // Poll times for a job that ends at `end`: the first poll at or after it is when it is seen.
+    let seen = |end: Duration| {
+        let mut t = Duration::ZERO;
+        let mut calls = 0;
+        while t < end {
+            t += job_poll_delay(t);
+            calls += 1;
+        }
+        (t, calls)
+    };
+    let (at, calls) = seen(Duration::from_secs(2));
+    assert!(at <= Duration::from_millis(2100), "{at:?}");
+    assert!(calls <= 21, "{calls}");
+    let (at, calls) = seen(Duration::from_secs(600));
+    assert!(at <= Duration::from_secs(630), "{at:?}");
+    assert!(calls <= 210, "{calls}");
+    assert_eq!(job_poll_delay(Duration::from_secs(3600)), POLL_MAX);
+}

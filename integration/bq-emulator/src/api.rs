@@ -844,6 +844,11 @@ fn results_body(
         .cloned()
         .unwrap_or(json!("0"));
     out.insert("totalBytesProcessed".into(), processed);
+    for k in ["numDmlAffectedRows", "dmlStats"] {
+        if let Some(v) = q.and_then(|q| q.get(k)) {
+            out.insert(k.into(), v.clone());
+        }
+    }
     if kind == "bigquery#queryResponse" {
         for (k, src) in [
             ("totalBytesBilled", "totalBytesBilled"),

@@ -252,6 +252,8 @@ pub struct QuerySpec {
     dest: WriteSpec,
     anonymous: bool,
     maximum_bytes_billed: Option<i64>,
+    /// A DML INSERT (its rows are appended to `dest`), or the error that makes the job fail.
+    insert: Option<Result<sql::Insert, sql::SqlError>>,
 }
 
 /// A load job's settings.
@@ -354,6 +356,29 @@ fn with_partitioning(mut spec: WriteSpec, cfg: &Value) -> WriteSpec {
 
 /// Parses `configuration` into a runnable job; `config` is updated with what BigQuery fills in
 /// (`jobType`, the anonymous `destinationTable`).
+/// Where a DML INSERT writes: its table, appended to, never created (BigQuery's DML jobs have no
+/// destinationTable). A statement that failed to parse gets a placeholder; the job fails when it runs.
+fn dml_target(
+    insert: Option<&Result<sql::Insert, sql::SqlError>>,
+    project: &str,
+) -> Result<WriteSpec, ApiError> {
+    let (p, d, t) = match insert {
+        Some(Ok(i)) => i.table.clone(),
+        _ => (
+            project.to_string(),
+            ANON_DATASET.to_string(),
+            "dml".to_string(),
+        ),
+    };
+    WriteSpec::from_reference(
+        &json!({"projectId": p, "datasetId": d, "tableId": t}),
+        project,
+        Some("CREATE_NEVER"),
+        Some("WRITE_APPEND"),
+        WriteDisposition::Append,
+    )
+}
+
 fn parse_config(project: &str, config: &mut Value) -> Result<JobKind, ApiError> {
     let present: Vec<&str> = ["query", "load", "copy", "extract"]
         .into_iter()
@@ -386,7 +411,16 @@ fn parse_config(project: &str, config: &mut Value) -> Result<JobKind, ApiError> 
                     get_str(d, "datasetId")?.to_string(),
                 ))
             });
+            let insert = sql::parse_insert(
+                &sql,
+                project,
+                default_dataset
+                    .as_ref()
+                    .map(|(p, d): &(String, String)| (p.as_str(), d.as_str())),
+            )
+            .transpose();
             let (dest, anonymous) = match q.get("destinationTable").filter(|v| !v.is_null()) {
+                _ if insert.is_some() => (dml_target(insert.as_ref(), project)?, false),
                 Some(dt) => (
                     with_partitioning(
                         WriteSpec::from_reference(
@@ -425,6 +459,7 @@ fn parse_config(project: &str, config: &mut Value) -> Result<JobKind, ApiError> 
                 dest,
                 anonymous,
                 maximum_bytes_billed: get_i64(q, "maximumBytesBilled"),
+                insert,
             })
         }
         "load" => {
@@ -551,6 +586,8 @@ struct Outcome {
     write: Option<(WriteSpec, WriteInput, write::Prepared)>,
     statistics: Map<String, Value>,
     is_query: bool,
+    /// A DML statement: it has statistics but no result rows.
+    dml: bool,
 }
 
 /// Handles `jobs.insert`: validates, stores the job as PENDING and starts it. Dry runs execute
@@ -732,10 +769,15 @@ async fn run_sql(
             "Legacy SQL is not supported by the emulator, and BigQuery uses it when useLegacySql is absent or true; hint: send \"useLegacySql\": false",
         ));
     }
+    let text = match &q.insert {
+        Some(Ok(insert)) => &insert.select_sql,
+        Some(Err(e)) => return Err(ErrorProto::new(e.reason, e.message.clone())),
+        None => &q.sql,
+    };
     let snapshot = Snapshot::new(Arc::clone(st));
-    let out = sql::execute(
+    let mut out = sql::execute(
         QueryRequest {
-            sql: &q.sql,
+            sql: text,
             default_project: project,
             default_dataset: q
                 .default_dataset
@@ -747,6 +789,9 @@ async fn run_sql(
     )
     .await
     .map_err(|e| ErrorProto::new(e.reason, e.message))?;
+    if q.insert.is_some() {
+        out.statement_type = "INSERT".to_string();
+    }
     let processed = out.total_bytes_processed;
     let billed = bytes_billed(processed, out.referenced_tables.len());
     Ok((out, processed, billed))
@@ -792,15 +837,43 @@ async fn exec_query(
             .map_err(|e| e.to_proto())?;
         }
     }
+    let (schema, batches) = match &q.insert {
+        Some(Ok(insert)) => {
+            let rows: usize = out.batches.iter().map(|b| b.num_rows()).sum();
+            if let Some(Value::Object(stats)) = statistics.get_mut("query") {
+                stats.insert("numDmlAffectedRows".into(), json!(rows.to_string()));
+                stats.insert(
+                    "dmlStats".into(),
+                    json!({"insertedRowCount": rows.to_string(), "updatedRowCount": "0", "deletedRowCount": "0"}),
+                );
+            }
+            let table_schema = write::lookup(&lock(&st.catalog), &q.dest)
+                .map_err(|e| e.to_proto())?
+                .map(|(_, schema, _)| schema)
+                .ok_or_else(|| {
+                    ErrorProto::new(
+                        "notFound",
+                        format!(
+                            "Not found: Table {}",
+                            q.dest.display().replacen('.', ":", 1)
+                        ),
+                    )
+                })?;
+            sql::bind(insert, &table_schema, &out.schema, &out.batches)
+                .map_err(|e| ErrorProto::new(e.reason, e.message))?
+        }
+        _ => (out.schema.clone(), out.batches),
+    };
     let input = WriteInput {
-        schema: out.schema.clone(),
-        batches: out.batches.into_iter().map(|b| (None, b)).collect(),
+        schema,
+        batches: batches.into_iter().map(|b| (None, b)).collect(),
     };
     let prepared = prepare(&st, &q.dest, &input)?;
     Ok(Outcome {
         write: Some((q.dest, input, prepared)),
         statistics,
         is_query: true,
+        dml: q.insert.is_some(),
     })
 }
 
@@ -922,6 +995,7 @@ async fn exec_load(st: Arc<AppState>, l: LoadSpec) -> Result<Outcome, ErrorProto
         write: Some((l.dest, input, prepared)),
         statistics,
         is_query: false,
+        dml: false,
     })
 }
 
@@ -979,6 +1053,7 @@ async fn exec_copy(st: Arc<AppState>, c: CopySpec) -> Result<Outcome, ErrorProto
         write: Some((dest, input, prepared)),
         statistics,
         is_query: false,
+        dml: false,
     })
 }
 
@@ -1101,7 +1176,9 @@ fn finish(st: &AppState, key: &JobKey, outcome: Result<Outcome, ErrorProto>) {
                 let mut cat = lock(&st.catalog);
                 write::commit(&mut cat, &spec, &input, prepared).map_err(|e| e.to_proto())?
             };
-            if o.is_query {
+            if o.dml {
+                // numDmlAffectedRows and dmlStats are already in the statistics; no result table.
+            } else if o.is_query {
                 if let Some(Value::Object(q)) = o.statistics.get_mut("query") {
                     q.insert("schema".into(), json!({"fields": data::from_arrow_schema(&committed.schema)}));
                 }

@@ -7,6 +7,7 @@
 //! `integration/bq-emulator/SQL.md`; everything else fails with an `invalidQuery` error.
 
 mod check;
+mod dml;
 mod functions;
 mod prune;
 mod rewrite;
@@ -35,6 +36,8 @@ use crate::data::{
     parse_datetime, parse_time, parse_timestamp,
 };
 use functions::{Kind, MARK_CLOSE, MARK_OPEN};
+
+pub use dml::{Insert, bind, parse_insert};
 
 /// Gives the engine a consistent snapshot of the tables a query references.
 pub trait TableSource: Send + Sync {
@@ -115,6 +118,15 @@ fn invalid_query(message: impl Into<String>) -> SqlError {
 /// The (project, dataset, table) names a query reads, without running it (views not expanded);
 /// empty when the text does not parse, whose error the job reports when it runs.
 pub fn referenced_tables(req: &QueryRequest<'_>) -> Vec<(String, String, String)> {
+    if let Ok(Some(insert)) = parse_insert(req.sql, req.default_project, req.default_dataset) {
+        let select = QueryRequest {
+            sql: &insert.select_sql,
+            ..*req
+        };
+        let mut tables = vec![insert.table];
+        tables.extend(referenced_tables(&select));
+        return tables;
+    }
     let Ok(mut statements) = Parser::parse_sql(&BigQueryDialect {}, req.sql) else {
         return Vec::new();
     };

@@ -42,7 +42,7 @@ pub(crate) async fn run_slots(
         next: Mutex::new(0),
         stop: AtomicBool::new(false),
         tally: Mutex::new(tally),
-        limiter: StartLimiter::per_10s(s.throttle.partition_writes_per_10s),
+        limiter: s.throttle.writes_per_10s(slots).map(StartLimiter::per_10s),
         // One partition at a time: the retry observer can name it.
         label_retries: slots == 1,
     };
@@ -56,7 +56,7 @@ struct Shared<'a> {
     next: Mutex<usize>,
     stop: AtomicBool,
     tally: Mutex<&'a mut Tally>,
-    limiter: StartLimiter,
+    limiter: Option<StartLimiter>,
     label_retries: bool,
 }
 
@@ -94,7 +94,9 @@ impl Shared<'_> {
             self.stop();
             return Err(e.into());
         }
-        if !self.limiter.acquire(&ctx.cancel).await {
+        if let Some(limiter) = &self.limiter
+            && !limiter.acquire(&ctx.cancel).await
+        {
             return Ok(None);
         }
         Ok(Some(p))
@@ -240,6 +242,19 @@ mod tests {
         assert_eq!(secs(l.reserve(later)), 0.0);
         assert_eq!(secs(l.reserve(later)), 0.0);
         assert_eq!(secs(l.reserve(later)), 5.0);
+    }
+
+    #[test]
+    fn several_slots_are_limited_by_default_and_one_only_when_asked() {
+        let t = |w| crate::task::settings::Throttle {
+            pause_seconds: 0.0,
+            pause_ratio: 0.0,
+            partition_writes_per_10s: w,
+        };
+        assert_eq!(t(None).writes_per_10s(1), None);
+        assert_eq!(t(None).writes_per_10s(4), Some(50));
+        assert_eq!(t(Some(10)).writes_per_10s(1), Some(10));
+        assert_eq!(t(Some(10)).writes_per_10s(8), Some(10));
     }
 
     #[test]

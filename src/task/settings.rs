@@ -92,13 +92,21 @@ pub enum OnFailure {
 pub struct Throttle {
     pub pause_seconds: f64,
     pub pause_ratio: f64,
-    /// Partition jobs started per 10 s at most, across every slot.
-    pub partition_writes_per_10s: u32,
+    /// Partition jobs started in any 10 s at most, across every slot, if set.
+    pub partition_writes_per_10s: Option<u32>,
 }
 
 impl Throttle {
     /// BigQuery's limit: about 50 partition modifications per table per 10 s.
     pub const DEFAULT_WRITES_PER_10S: u32 = 50;
+
+    /// The limit on partition job starts per 10 s with `slots` slots: the
+    /// configured one, else BigQuery's when several slots run (one slot
+    /// waits for each job; a rate-limit error is retried with backoff).
+    pub fn writes_per_10s(&self, slots: usize) -> Option<u32> {
+        self.partition_writes_per_10s
+            .or((slots > 1).then_some(Self::DEFAULT_WRITES_PER_10S))
+    }
 
     /// The pause after a partition that ran for `runtime`.
     pub fn pause_after(&self, runtime: Duration) -> Duration {

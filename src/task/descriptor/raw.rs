@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::MAX_USER_LABELS;
 use crate::bq::retry::RetryPolicy;
-use crate::task::settings;
 
 /// A bq-backfill task: which partitions of which table to rebuild, from
 /// what, and how carefully. Unknown fields are rejected everywhere.
@@ -484,16 +483,14 @@ pub struct Throttle {
     #[serde(default = "default_pause_ratio")]
     #[schemars(range(min = 0.0, max = 100.0))]
     pub pause_ratio: f64,
-    /// At most this many partition jobs start per 10 s, across every slot
-    /// (BigQuery allows about 50 partition modifications per table per
-    /// 10 s, shared with the table's other writers), 1 to 50.
-    #[serde(default = "default_partition_writes_per_10s")]
+    /// At most this many partition jobs start in any 10 s, across every
+    /// slot (BigQuery allows about 50 partition modifications per table per
+    /// 10 s, shared with the table's other writers), 1 to 50. Default: 50
+    /// with `concurrency` above 1; a single slot is not limited (it waits
+    /// for each job, and a rate-limit error is retried with backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50))]
-    pub partition_writes_per_10s: u32,
-}
-
-fn default_partition_writes_per_10s() -> u32 {
-    settings::Throttle::DEFAULT_WRITES_PER_10S
+    pub partition_writes_per_10s: Option<u32>,
 }
 
 fn default_pause_seconds() -> f64 {
@@ -509,7 +506,7 @@ impl Default for Throttle {
         Throttle {
             pause_seconds: default_pause_seconds(),
             pause_ratio: default_pause_ratio(),
-            partition_writes_per_10s: default_partition_writes_per_10s(),
+            partition_writes_per_10s: None,
         }
     }
 }

@@ -55,7 +55,7 @@ fn minimal_descriptor_gets_documented_defaults() {
         settings::Throttle {
             pause_seconds: 1.0,
             pause_ratio: 0.2,
-            partition_writes_per_10s: 50,
+            partition_writes_per_10s: None,
         }
     );
     assert_eq!(s.concurrency, 1);
@@ -127,7 +127,7 @@ fn every_field_is_carried_into_settings() {
         settings::Throttle {
             pause_seconds: 0.0,
             pause_ratio: 1.5,
-            partition_writes_per_10s: 20,
+            partition_writes_per_10s: Some(20),
         }
     );
     assert_eq!(s.concurrency, 4);

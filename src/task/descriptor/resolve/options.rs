@@ -38,16 +38,19 @@ impl Builder<'_> {
             MAX_PAUSE_RATIO,
             "e.g. 0.2 pauses for a fifth of each partition's runtime; 0 disables it",
         );
-        let w = t.partition_writes_per_10s;
-        let writes = if (1..=settings::Throttle::DEFAULT_WRITES_PER_10S).contains(&w) {
-            Some(w)
-        } else {
-            self.issue(
+        let writes = match t.partition_writes_per_10s {
+            None => Some(None),
+            Some(w) if (1..=settings::Throttle::DEFAULT_WRITES_PER_10S).contains(&w) => {
+                Some(Some(w))
+            }
+            Some(w) => {
+                self.issue(
                 "throttle.partition_writes_per_10s",
                 format!("{w} is out of range: must be from 1 to 50"),
                 "BigQuery allows about 50 partition modifications per table per 10 s, shared with the table's other writers",
-            );
-            None
+                );
+                None
+            }
         };
         Some(settings::Throttle {
             pause_seconds: s?,

@@ -19,7 +19,7 @@ DEMO_PORT ?= 9050
 DIST_TARGET := x86_64-unknown-linux-gnu
 DIST_BIN := dist/bq-backfill
 
-.PHONY: all build test test-rust test-python test-orchestrators test-release release demo bench lint fmt clean-demo venv orchestrator-venvs
+.PHONY: all build test test-rust test-python test-orchestrators test-release release demo bench bench-emulator lint fmt clean-demo venv orchestrator-venvs
 
 all: build
 
@@ -91,14 +91,18 @@ demo: build
 	@bash examples/demo.sh "$(CURDIR)/target/debug" "$(DEMO_DIR)" "$(DEMO_PORT)"
 
 # `make bench`: bq-backfill against the hand-written Python loop (official client) on the emulator,
-# side by side, written to docs/benchmarks.md; then the emulator's own start-up and throughput.
-# Only the two timed binaries are built, in the `bench-fast` profile (Cargo.toml says why).
+# side by side, written to docs/benchmarks.md. Only the two timed binaries are built, in the
+# `bench-fast` profile (Cargo.toml says why). `make bench-emulator`: the emulator's own start-up and
+# throughput (its load generator is an example, which builds DataFusion again with the dev features).
 BENCH_PROFILE ?= bench-fast
 BENCH_ARGS ?=
 bench: venv
 	$(CARGO) build --locked --profile $(BENCH_PROFILE) -p bq-backfill -p bq-emulator --bins
 	$(PYTHON) integration/bench/bench.py --bin-dir $(CURDIR)/target/$(BENCH_PROFILE) \
 		--python $(CURDIR)/$(VENV)/bin/python --out docs/benchmarks.md $(BENCH_ARGS)
+
+bench-emulator:
+	$(CARGO) build --locked --profile $(BENCH_PROFILE) -p bq-emulator --bins
 	@bash integration/bench/run.sh "$(CURDIR)/target/$(BENCH_PROFILE)"
 
 clean-demo:

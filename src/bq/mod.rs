@@ -727,8 +727,14 @@ impl BigQuery {
             // A view's schema is derived from its query.
             fields.remove("schema");
         }
+        self.insert_table(t, &body).await
+    }
+
+    /// `tables.insert` of `body` into `t`'s dataset; `Ok(false)` if the
+    /// table already exists (also when an earlier attempt created it).
+    async fn insert_table(&self, t: &TableRef, body: &serde_json::Value) -> Result<bool, BqError> {
         let path = ["projects", &t.project, "datasets", &t.dataset, "tables"];
-        let call = Call::new("tables.insert", Method::POST, &path).json(&body)?;
+        let call = Call::new("tables.insert", Method::POST, &path).json(body)?;
         match self.execute(&call).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_already_exists() => Ok(false),
@@ -813,13 +819,7 @@ impl BigQuery {
                 body[key] = v.clone();
             }
         }
-        let path = ["projects", &t.project, "datasets", &t.dataset, "tables"];
-        let call = Call::new("tables.insert", Method::POST, &path).json(&body)?;
-        match self.execute(&call).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_already_exists() => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.insert_table(t, &body).await
     }
 
     /// `tables.patch` of the table's `expirationTime` (ms since the epoch).

@@ -115,6 +115,26 @@ impl<'a> Attempt<'a> {
         }
     }
 
+    /// The row of a job that ended in `status`: its statistics and times
+    /// (and the check results, as JSON).
+    pub(super) fn finished_row(
+        &self,
+        status: Status,
+        done: &JobInfo,
+        checks: Option<String>,
+    ) -> AuditRow {
+        let stats = &done.stats;
+        AuditRow {
+            started_at: stats.start_time,
+            finished_at: stats.end_time.or_else(|| Some(Utc::now())),
+            rows_written: stats.rows_written,
+            bytes_processed: stats.bytes_processed,
+            bytes_billed: stats.bytes_billed,
+            checks,
+            ..self.row(status)
+        }
+    }
+
     /// This attempt's audit row in `status`.
     pub(super) fn row(&self, status: Status) -> AuditRow {
         AuditRow::partition(
@@ -526,15 +546,8 @@ pub(super) async fn record_success(
     checks: Option<String>,
 ) -> Result<(), RunFailure> {
     let stats = &done.stats;
-    slot.cp.record_with_next(&AuditRow {
-        started_at: stats.start_time,
-        finished_at: stats.end_time.or_else(|| Some(Utc::now())),
-        rows_written: stats.rows_written,
-        bytes_processed: stats.bytes_processed,
-        bytes_billed: stats.bytes_billed,
-        checks,
-        ..attempt.row(Status::Succeeded)
-    });
+    slot.cp
+        .record_with_next(&attempt.finished_row(Status::Succeeded, done, checks));
     tracing::info!(
         job = %attempt.job_id,
         "partition {} done: {} rows in {:.1?} (attempt {})",

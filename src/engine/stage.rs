@@ -182,17 +182,8 @@ async fn record_stage(
     status: Status,
     checks: Option<String>,
 ) -> Result<(), RunFailure> {
-    let stats = &done.stats;
     slot.cp
-        .record(&AuditRow {
-            started_at: stats.start_time,
-            finished_at: stats.end_time.or_else(|| Some(Utc::now())),
-            rows_written: stats.rows_written,
-            bytes_processed: stats.bytes_processed,
-            bytes_billed: stats.bytes_billed,
-            checks,
-            ..attempt.row(status)
-        })
+        .record(&attempt.finished_row(status, done, checks))
         .await?;
     Ok(())
 }

@@ -21,10 +21,12 @@ pub struct RetryPolicy {
     /// First backoff; doubles per retry (full jitter), capped at `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// Total time one API call may spend retrying.
+    /// Total time one API call may spend retrying, and one partition
+    /// re-running jobs that ended with a rate-limit reason.
     pub deadline: Duration,
     /// Attempts per partition when a job *ends* with a transient reason
-    /// (each attempt is a new BigQuery job with a new job ID).
+    /// (each attempt is a new BigQuery job with a new job ID); jobs that met
+    /// a rate limit do not count.
     pub max_attempts: u32,
 }
 
@@ -115,6 +117,14 @@ pub fn classify_http(status: u16, reason: Option<&str>) -> Class {
 /// `invalidQuery`, `quotaExceeded` and the like are final.
 pub fn is_transient_job_reason(reason: &str) -> bool {
     TRANSIENT_JOB_REASONS.contains(&reason)
+}
+
+/// Whether a job that *ended* with this reason met BigQuery's rate limits
+/// (too many jobs or partition modifications at once): the run backs off and
+/// runs it again without counting the attempt against `retry.max_attempts`,
+/// for as long as `retry.deadline_seconds` allows.
+pub fn is_rate_limit_reason(reason: &str) -> bool {
+    matches!(reason, "rateLimitExceeded" | "jobRateLimitExceeded")
 }
 
 /// The upper bound of the backoff before retry number `retry_index`

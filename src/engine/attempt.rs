@@ -276,11 +276,11 @@ async fn adopt(
     });
     tracing::info!(job = %recorded.job_id, "adopting the job recorded RUNNING");
     // Whatever the adopted job did, this run still has its attempts.
-    let may_retry = || !slot.budget_spent();
+    let may_retry = |_: bool| !slot.budget_spent();
     Ok(
         match settle(slot, recorded, info, t0, &may_retry, true).await? {
             Settled::Done(r) => Some(r),
-            Settled::NewAttempt => None,
+            Settled::NewAttempt | Settled::RateLimited => None,
         },
     )
 }
@@ -294,8 +294,7 @@ async fn run_attempts(
     mut resubmit: bool,
     t0: Instant,
 ) -> Result<PartitionResult, RunFailure> {
-    let s = &slot.ctx.settings;
-    let mut attempts_this_run = 0u32;
+    let mut tries = Tries::default();
     let mut foreign = 0u32;
     loop {
         if slot.ctx.cancel.is_cancelled() {
@@ -307,7 +306,7 @@ async fn run_attempts(
             return Ok(PartitionResult::Deferred);
         }
         slot.lease.check().await?;
-        attempts_this_run += 1;
+        tries.attempts += 1;
         let mut attempt = Attempt::new(slot, p, number);
         attempt.current = stage::baseline(slot, p).await?;
         let info = match submit(slot, &attempt, resubmit).await? {
@@ -326,7 +325,7 @@ async fn run_attempts(
                     });
                 }
                 number += 1;
-                attempts_this_run -= 1;
+                tries.attempts -= 1;
                 resubmit = false;
                 continue;
             }
@@ -337,16 +336,19 @@ async fn run_attempts(
             }
             Submitted::Cancelled => return Ok(PartitionResult::Cancelled),
         };
-        let may_retry = || attempts_this_run < s.retry.max_attempts && !slot.budget_spent();
-        if let Settled::Done(r) = settle(slot, &attempt, info, t0, &may_retry, false).await? {
-            return Ok(r);
-        }
-        if !may_retry() {
+        let may_retry = |rate_limited| tries.may_retry(slot, rate_limited);
+        let rate_limited = match settle(slot, &attempt, info, t0, &may_retry, false).await? {
+            Settled::Done(r) => return Ok(r),
+            Settled::RateLimited => true,
+            Settled::NewAttempt => false,
+        };
+        if !tries.may_retry(slot, rate_limited) {
             return Ok(PartitionResult::Failed {
                 runtime: t0.elapsed(),
             });
         }
-        if !back_off(slot, &attempt, attempts_this_run).await {
+        let retry_index = tries.failed(rate_limited);
+        if !back_off(slot, &attempt, retry_index, rate_limited).await {
             return Ok(PartitionResult::Cancelled);
         }
         number += 1;
@@ -354,16 +356,65 @@ async fn run_attempts(
     }
 }
 
-/// The pause before the next attempt after a transient job failure;
-/// `false` if a signal cut it short.
-async fn back_off(slot: &Slot<'_>, attempt: &Attempt<'_>, attempts_this_run: u32) -> bool {
+/// What one partition has used of this run's retries. A job that met
+/// BigQuery's rate limit does not use up an attempt: the run backs off
+/// (growing, with jitter) and tries again for as long as
+/// `retry.deadline_seconds` allows, so a busy table slows a backfill down
+/// instead of failing its partitions.
+#[derive(Default)]
+struct Tries {
+    /// Attempts counted against `retry.max_attempts`.
+    attempts: u32,
+    /// Backoffs so far (each grows the next one).
+    backoffs: u32,
+    /// When the first job of this partition met a rate limit.
+    rate_limited_since: Option<Instant>,
+}
+
+impl Tries {
+    fn may_retry(&self, slot: &Slot<'_>, rate_limited: bool) -> bool {
+        let retry = &slot.ctx.settings.retry;
+        let left = if rate_limited {
+            self.rate_limited_since
+                .is_none_or(|since| since.elapsed() < retry.deadline)
+        } else {
+            self.attempts < retry.max_attempts
+        };
+        left && !slot.budget_spent()
+    }
+
+    /// Counts a failed job; the index of the backoff that follows.
+    fn failed(&mut self, rate_limited: bool) -> u32 {
+        if rate_limited {
+            self.attempts -= 1;
+            self.rate_limited_since.get_or_insert_with(Instant::now);
+        }
+        self.backoffs += 1;
+        self.backoffs - 1
+    }
+}
+
+/// The pause before the next attempt after a transient job failure (the
+/// `retry_index`-th backoff of this partition); `false` if a signal cut it
+/// short.
+async fn back_off(
+    slot: &Slot<'_>,
+    attempt: &Attempt<'_>,
+    retry_index: u32,
+    rate_limited: bool,
+) -> bool {
     let retry_policy = &slot.ctx.settings.retry;
-    let delay = retry::backoff_delay(retry_policy, attempts_this_run - 1, &mut rand::rng());
+    let delay = retry::backoff_delay(retry_policy, retry_index, &mut rand::rng());
+    let reason = if rate_limited {
+        "job met BigQuery's rate limit (not counted against retry.max_attempts)"
+    } else {
+        "job ended with a transient error"
+    };
     slot.ctx.emitter.emit(Event::RetryScheduled {
         partition: Some(attempt.partition.id.clone()),
         operation: "partition".into(),
         attempt: attempt.number,
-        reason: "job ended with a transient error".into(),
+        reason: reason.into(),
         delay_seconds: delay.as_secs_f64(),
         next_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
     });
@@ -484,7 +535,15 @@ pub(crate) enum Settled {
     /// Another attempt may succeed: the job failed with a transient reason,
     /// or an adopted job turned out to be cancelled.
     NewAttempt,
+    /// The job met BigQuery's rate limit: another attempt after a backoff,
+    /// not counted against `retry.max_attempts`.
+    RateLimited,
 }
+
+/// Whether the caller will start another attempt after a transient job
+/// failure; the argument says whether the job met a rate limit (which is
+/// bounded by time, not by `retry.max_attempts`).
+pub(crate) type MayRetry<'a> = &'a (dyn Fn(bool) -> bool + Sync);
 
 /// Wait for a job (cancellably), record and announce its outcome.
 /// `may_retry`: whether the caller will start another attempt after a
@@ -495,7 +554,7 @@ async fn settle(
     attempt: &Attempt<'_>,
     info: JobInfo,
     t0: Instant,
-    may_retry: &(dyn Fn() -> bool + Sync),
+    may_retry: MayRetry<'_>,
     adopted: bool,
 ) -> Result<Settled, RunFailure> {
     // A DONE job from jobs.insert/get may lack rows_written (filled in by
@@ -525,13 +584,15 @@ async fn settle(
         Some(err) => {
             let runtime = t0.elapsed();
             let retryable = retry::is_transient_job_reason(&err.reason);
-            let will_retry = retryable && may_retry() && !slot.ctx.cancel.is_cancelled();
+            let rate_limited = retry::is_rate_limit_reason(&err.reason);
+            let will_retry =
+                retryable && may_retry(rate_limited) && !slot.ctx.cancel.is_cancelled();
             record_failure(slot, attempt, err, retryable, will_retry).await?;
-            if retryable {
-                Ok(Settled::NewAttempt)
-            } else {
-                Ok(Settled::Done(PartitionResult::Failed { runtime }))
-            }
+            Ok(match (retryable, rate_limited) {
+                (true, true) => Settled::RateLimited,
+                (true, false) => Settled::NewAttempt,
+                (false, _) => Settled::Done(PartitionResult::Failed { runtime }),
+            })
         }
     }
 }

@@ -22,7 +22,8 @@ use chrono::Utc;
 
 use crate::bq::{BigQuery, Destination, InsertOutcome, JobInfo, JobSpec, JobState};
 use crate::engine::attempt::{
-    self, Attempt, PartitionResult, Settled, Slot, record_failure, record_success, wait_out,
+    self, Attempt, MayRetry, PartitionResult, Settled, Slot, record_failure, record_success,
+    wait_out,
 };
 use crate::engine::checkpoint::{AuditRow, PartitionState, Status};
 use crate::engine::failure::RunFailure;
@@ -114,7 +115,7 @@ pub(crate) async fn finish(
     attempt: &Attempt<'_>,
     done: &JobInfo,
     t0: Instant,
-    may_retry: &(dyn Fn() -> bool + Sync),
+    may_retry: MayRetry<'_>,
 ) -> Result<Settled, RunFailure> {
     let s = &slot.ctx.settings;
     let results = checks(slot, attempt).await?;
@@ -235,7 +236,7 @@ async fn publish(
     slot: &Slot<'_>,
     attempt: &Attempt<'_>,
     t0: Instant,
-    may_retry: &(dyn Fn() -> bool + Sync),
+    may_retry: MayRetry<'_>,
 ) -> Result<Settled, RunFailure> {
     let (ctx, p) = (slot.ctx, attempt.partition);
     let WriteMode::Staged { staging } = &ctx.settings.write else {
@@ -275,7 +276,7 @@ async fn settle_publish(
     info: JobInfo,
     adopted: bool,
     t0: Instant,
-    may_retry: &(dyn Fn() -> bool + Sync),
+    may_retry: MayRetry<'_>,
 ) -> Result<Settled, RunFailure> {
     let ctx = slot.ctx;
     ctx.emitter.emit(Event::PartitionPublishing {
@@ -301,7 +302,7 @@ async fn settle_publish(
             // A failed copy wrote nothing; the next attempt stages again.
             let retryable =
                 crate::bq::retry::is_transient_job_reason(&err.reason) || err.reason == "stopped";
-            let will_retry = retryable && may_retry() && !ctx.cancel.is_cancelled();
+            let will_retry = retryable && may_retry(false) && !ctx.cancel.is_cancelled();
             record_failure(slot, publish, err, retryable, will_retry).await?;
             Ok(if retryable {
                 Settled::NewAttempt
@@ -342,7 +343,7 @@ pub(crate) async fn resume(
     let recorded = Attempt::recorded(slot, p, st);
     let publishing = recorded.with_job(publish_job_id(&recorded.job_id));
     let same_logic = st.fingerprint.as_deref() == Some(slot.fp);
-    let may_retry = || true;
+    let may_retry = |_: bool| true;
     match ctx.bq.get_job(&publishing.job_id).await? {
         Some(info) if !same_logic || info.labels.get(LABEL_RUN) != Some(&st.run_id) => {
             // Let it end (never two writers); then stage anew.
@@ -384,6 +385,6 @@ async fn staging_exists(ctx: &crate::engine::runner::RunContext) -> Result<bool,
 fn settled(s: Settled) -> Option<PartitionResult> {
     match s {
         Settled::Done(r) => Some(r),
-        Settled::NewAttempt => None,
+        Settled::NewAttempt | Settled::RateLimited => None,
     }
 }

@@ -171,6 +171,101 @@ async fn a_job_ending_with_a_transient_reason_is_retried_under_a_new_job_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_jobs_back_off_without_using_up_the_attempts() {
+    let env = Env::demo("2024-01-01", "2024-01-04").await;
+    // Four jobs in a row for 2024-01-02 meet the per-table rate limit, one
+    // more fails with an ordinary transient error: with max_attempts 2 the
+    // partition still succeeds, because only the backendError counts.
+    for _ in 0..4 {
+        env.emu.faults().fail_jobs(
+            JobMatcher::FirstContaining("20240102".into()),
+            "jobRateLimitExceeded",
+            "Exceeded rate limits: too many table update operations for this table",
+        );
+    }
+    env.emu.faults().fail_jobs(
+        JobMatcher::FirstContaining("20240102".into()),
+        "backendError",
+        "injected transient failure",
+    );
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-04",
+        json!({"retry": {"max_attempts": 2}}),
+    );
+    let r = env.run(&d, &[]);
+    r.expect_code(0);
+    let reasons: Vec<(String, bool)> = r
+        .of("partition_failed")
+        .iter()
+        .map(|e| (s(&e["reason"]), e["will_retry"].as_bool().unwrap()))
+        .collect();
+    let limited = ("jobRateLimitExceeded".to_string(), true);
+    assert_eq!(
+        reasons,
+        [
+            limited.clone(),
+            limited.clone(),
+            limited.clone(),
+            limited,
+            ("backendError".to_string(), true)
+        ]
+    );
+    let retries = r.of("retry_scheduled");
+    assert_eq!(retries.len(), 5);
+    assert!(
+        s(&retries[0]["reason"]).contains("rate limit"),
+        "{retries:?}"
+    );
+    let attempts: Vec<u64> = r
+        .of("partition_started")
+        .iter()
+        .filter(|e| e["partition"] == "20240102")
+        .map(|e| e["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 3, 4, 5, 6], "each try is a new job ID");
+    let audit: Vec<String> = env
+        .audit()
+        .into_iter()
+        .filter(|row| row["partition_id"] == "20240102" && row["status"] == "FAILED")
+        .map(|row| s(&row["error_reason"]))
+        .collect();
+    assert_eq!(audit.len(), 5, "every failed job is in the audit log");
+    assert_eq!(env.latest_status()["20240102"], "SUCCEEDED");
+    assert_eq!(
+        env.daily(),
+        demo::expected_daily(date("2024-01-01"), date("2024-01-04"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_that_outlasts_the_retry_deadline_fails_the_partition() {
+    let env = Env::demo("2024-01-01", "2024-01-03").await;
+    env.emu.faults().fail_jobs(
+        JobMatcher::IdContains("20240101".into()),
+        "rateLimitExceeded",
+        "Exceeded rate limits: too many concurrent queries",
+    );
+    let d = env.descriptor(
+        "2024-01-01",
+        "2024-01-03",
+        json!({"on_failure": "continue", "retry": {"deadline_seconds": 0.3}}),
+    );
+    let began = Instant::now();
+    let r = env.run(&d, &[]);
+    r.expect_code(1);
+    let failed = r.of("partition_failed");
+    assert!(failed.len() >= 2, "retried at least once: {failed:?}");
+    assert!(failed.iter().all(|e| e["reason"] == "rateLimitExceeded"));
+    let (last, rest) = failed.split_last().unwrap();
+    assert!(rest.iter().all(|e| e["will_retry"] == true));
+    assert_eq!(last["will_retry"], false, "the deadline ends the retries");
+    assert!(began.elapsed() < Duration::from_secs(15));
+    assert_eq!(env.latest_status()["20240101"], "FAILED");
+    assert_eq!(env.latest_status()["20240102"], "SUCCEEDED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_error_fails_at_once_with_bigquerys_message() {
     let env = Env::demo("2024-01-01", "2024-01-02").await;
     let d = env.descriptor(

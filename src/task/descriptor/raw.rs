@@ -553,7 +553,8 @@ pub enum OnFailure {
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Attempts per partition when its job ends with a transient error
-    /// (each attempt is a new job), 1 to 10.
+    /// (each attempt is a new job), 1 to 10. Jobs that meet BigQuery's rate
+    /// limits do not count (see `deadline_seconds`).
     #[serde(default = "default_max_attempts")]
     #[schemars(range(min = 1, max = 10))]
     pub max_attempts: u32,
@@ -565,7 +566,8 @@ pub struct Retry {
     #[serde(default = "default_max_backoff")]
     #[schemars(range(max = 3_600.0), extend("exclusiveMinimum" = 0.0))]
     pub max_backoff_seconds: f64,
-    /// Total seconds one API call may spend retrying.
+    /// Total seconds one API call may spend retrying, and one partition
+    /// re-running jobs that met BigQuery's rate limits.
     #[serde(default = "default_deadline")]
     #[schemars(range(max = 86_400.0), extend("exclusiveMinimum" = 0.0))]
     pub deadline_seconds: f64,

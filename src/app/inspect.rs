@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::bq::{BigQuery, JobSpec, QueryJob};
-use crate::engine::checkpoint::{Checkpoints, PartitionState, Status};
+use crate::engine::checkpoint::Checkpoints;
 use crate::engine::failure::RunFailure;
 use crate::engine::lease;
 use crate::engine::preflight;
@@ -21,6 +21,7 @@ use crate::output::calendar::{Layout, Shade};
 use crate::output::report::{self, LeaseView, PartitionView, PlanRow, PlanView, StatusView};
 use crate::planning::decision::{self, Decision};
 use crate::planning::partition::{self, Partition};
+use crate::planning::state::{PartitionState, Status};
 use crate::planning::{fingerprint, strategy};
 use crate::task::cli::Format;
 use crate::task::settings::{Expect, Settings, Source};

@@ -2,8 +2,8 @@
 //! first, pure half of the decision (the second half asks BigQuery what
 //! became of the job the row names: see `engine::attempt`).
 
-use crate::engine::checkpoint::{PartitionState, Status};
 use crate::output::events::SkipReason;
+use crate::planning::state::{PartitionState, Status};
 
 /// What the run will do with one partition, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

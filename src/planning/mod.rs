@@ -4,4 +4,5 @@
 pub mod decision;
 pub mod fingerprint;
 pub mod partition;
+pub mod state;
 pub mod strategy;

@@ -60,6 +60,9 @@ class BenchError(Exception):
     """The benchmark cannot run (exit 2) — distinct from a missed target."""
 
 
+KEEP_MARKER = "<!-- written by hand below this line; make bench keeps it -->"
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -197,6 +200,13 @@ class Measured:
     def first(self, name: str) -> float | None:
         return next((t for t, e in self.events if e == name), None)
 
+    def partition_phase(self) -> float | None:
+        """From the first partition_started to the last partition_succeeded: the partitions' part
+        of the run, without the per-run set-up (audit reads, the lease) and wind-down."""
+        starts = [t for t, e in self.events if e == "partition_started"]
+        ends = [t for t, e in self.events if e == "partition_succeeded"]
+        return max(ends) - min(starts) if starts and ends else None
+
     def partition_walls(self) -> list[float]:
         """Each partition's wall time: from its partition_started (the first one) or the previous
         partition_succeeded to its partition_succeeded."""
@@ -266,13 +276,18 @@ def measure(cmd: list[str], env: dict, timeout: float) -> Measured:
     )
 
 
-def partition_job_seconds(emu: Emulator) -> tuple[float, int]:
-    """Union of the run intervals of the jobs that wrote the destination, and how many there were."""
+def partition_job_seconds(emu: Emulator, every_job: bool = False) -> tuple[float, int]:
+    """Union of the run intervals of the jobs that wrote the destination (or of every job), and
+    how many there were."""
     spans = []
     for j in emu.control("GET", "jobs")["jobs"]:
         dest = json.dumps(j.get("destination") or "")
-        if '"events$' in dest or "events$" in dest:
-            if j.get("startTime") and j.get("endTime"):
+        if every_job or '"events$' in dest or "events$" in dest:
+            # Microseconds where the emulator gives them (BigQuery's millis floor a
+            # sub-millisecond job to nothing, which would count its run as overhead).
+            if j.get("startMicros") and j.get("endMicros"):
+                spans.append((j["startMicros"] / 1000.0, j["endMicros"] / 1000.0))
+            elif j.get("startTime") and j.get("endTime"):
                 spans.append((j["startTime"], j["endTime"]))
     spans.sort()
     covered, end = 0, None
@@ -303,12 +318,21 @@ class Row:
     rss_mb: float | None = None
     methods: dict = field(default_factory=dict)
     partition_walls: list = field(default_factory=list)
+    phase_s: float | None = None
+    all_jobs_s: float | None = None
 
     @property
     def overhead_ms(self) -> float | None:
         if self.wall is None or self.job_s is None:
             return None
         return (self.wall - self.job_s) / self.partitions * 1000.0
+
+    @property
+    def outside_jobs_ms(self) -> float | None:
+        """Like overhead_ms, with every job's run time taken out (the loop's log queries too)."""
+        if self.wall is None or self.all_jobs_s is None:
+            return None
+        return (self.wall - self.all_jobs_s) / self.partitions * 1000.0
 
 
 class Bench:
@@ -346,11 +370,13 @@ class Bench:
         row.methods = stats["requests"]
         row.calls = sum(row.methods.values()) / row.partitions
         row.job_s, jobs = partition_job_seconds(emu)
+        row.all_jobs_s, _ = partition_job_seconds(emu, every_job=True)
         if jobs < row.partitions:
             raise BenchError(f"{what}: {jobs} partition jobs for {row.partitions} partitions")
         row.wall = m.wall
         row.rss_mb = m.rss_kb / 1024.0
         row.partition_walls = m.partition_walls()
+        row.phase_s = m.partition_phase()
         log(
             f"  {what}: {m.wall:.2f} s, {row.calls:.2f} calls/partition, overhead "
             f"{row.overhead_ms:.2f} ms/partition, {row.rss_mb:.1f} MB"
@@ -577,7 +603,9 @@ def report(bench: Bench, rows: list[Row], extra: dict, commands: list[str]) -> t
             verdicts.append(
                 f"| ≥ 10× less own overhead per partition than the Python loop ({n} {ADJ[g]}, latency 0) | "
                 f"{p.overhead_ms:.2f} / {t.overhead_ms:.2f} ms = {ratio:.1f}× (calls {p.calls:.2f} / {t.calls:.2f} = "
-                f"{p.calls / t.calls:.2f}×; wall {p.wall / t.wall:.2f}×) | {verdict(v)} |"
+                f"{p.calls / t.calls:.2f}×; wall {p.wall / t.wall:.2f}×; taking every job's run time out, the "
+                f"loop's log queries too: {p.outside_jobs_ms:.2f} / {t.outside_jobs_ms:.2f} ms = "
+                f"{p.outside_jobs_ms / t.outside_jobs_ms:.1f}×) | {verdict(v)} |"
             )
             ok_all &= v
     for w in extra.get("wait", []):
@@ -614,16 +642,28 @@ def report(bench: Bench, rows: list[Row], extra: dict, commands: list[str]) -> t
             f"| start-up to first request < 20 ms (median of {len(st)}) | {med:.1f} ms (min {min(st):.1f}, max {max(st):.1f}) | {verdict(v)} |"
         )
         ok_all &= v
-    c1 = find("bq-backfill", "hour", extra["hourly"], 0.0, 1)
-    c8 = find("bq-backfill", "hour", extra["hourly"], 0.0, 8)
+    c1 = find("bq-backfill", "day", extra["daily"], 0.0, 1)
+    c8 = find("bq-backfill", "day", extra["daily"], 0.0, 8)
     l1 = find("bq-backfill", "day", extra["latency_subset"], 1.0, 1)
     l8 = find("bq-backfill", "day", extra["latency_subset"], 1.0, 8)
-    if l1 and l8:
-        verdicts.append(f"| near-linear speed-up to 8 (latency 1 s) | {l1.wall / l8.wall:.2f}× | {verdict(l1.wall / l8.wall >= 6)} |")
+    if l1 and l8 and l1.phase_s and l8.phase_s:
+        phase = l1.phase_s / l8.phase_s
+        v = phase >= 7
+        verdicts.append(
+            f"| near-linear speed-up to 8 (latency 1 s, {l1.partitions} partitions): the partitions "
+            f"(first partition_started → last partition_succeeded) | {phase:.2f}× "
+            f"({l1.phase_s:.2f} s → {l8.phase_s:.2f} s); the whole run {l1.wall / l8.wall:.2f}× "
+            f"({l1.wall:.2f} s → {l8.wall:.2f} s: its set-up, two audit reads and the lease claim, "
+            f"is {l8.wall - l8.phase_s:.2f} s of queries at 1 s each, the same for any concurrency) | {verdict(v)} |"
+        )
+        ok_all &= v
     elif not bench.has_concurrency:
         verdicts.append("| near-linear speed-up to 8 | not implemented yet (no `--concurrency`) | n/a |")
     if c1 and c8:
-        verdicts.append(f"| speed-up to 8, latency 0 (info) | {c1.wall / c8.wall:.2f}× | info |")
+        verdicts.append(
+            f"| 8 slots at latency 0 ({c8.partitions} days; info) | {c1.wall / c8.wall:.2f}× the time of one slot: "
+            f"the limit of 50 partition-job starts per 10 s holds them to 5/s, as BigQuery would | info |"
+        )
     lines += verdicts
     lines += [
         "",
@@ -671,6 +711,9 @@ def main() -> int:
     hourly = 24 if quick else 8784
     hourly_ref = 24 if quick else 720
     subset = 3 if quick else 48
+    # The loop's three jobs per partition take 3 s at latency 1 s: half the tool's subset.
+    ref_subset = 3 if quick else 24
+    hourly_c8 = 24 if quick else 120
     if args.only_hourly:
         try:
             row = Bench(args).tool_row("hour", args.only_hourly, 0.0, 1)
@@ -690,13 +733,14 @@ def main() -> int:
         rows.append(bench.tool_row("day", daily, 0.0, 8, note=limited))
         rows.append(bench.reference_row("day", daily, 0.0))
         rows.append(bench.tool_row("hour", hourly, 0.0, 1))
-        rows.append(bench.tool_row("hour", daily if not quick else hourly, 0.0, 8,
-                                   note=f"subset: the first {daily} hours; {limited}" if not quick else ""))
+        # 8 slots over the hours: 50 start at once, then 5/s; 120 show both phases in ~15 s.
+        rows.append(bench.tool_row("hour", hourly_c8, 0.0, 8,
+                                   note=f"subset: the first {hourly_c8} hours; {limited}" if not quick else ""))
         rows.append(bench.reference_row("hour", hourly_ref, 0.0, note="subset: the first 720 hours" if not quick else ""))
+        # Job latency 1 s: a day and an hour partition cost the same, so days only.
         for conc in (1, 8):
             rows.append(bench.tool_row("day", subset, 1.0, conc, note=f"subset: the first {subset} days"))
-            rows.append(bench.tool_row("hour", subset, 1.0, conc, note=f"subset: the first {subset} hours"))
-        rows.append(bench.reference_row("day", subset, 1.0, note=f"subset: the first {subset} days"))
+        rows.append(bench.reference_row("day", ref_subset, 1.0, note=f"subset: the first {ref_subset} days"))
         wait = bench.tool_row("day", 5, 2.0, 1, note="waiting check")
         rows.append(wait)
         wait_copy = bench.tool_row("day", 5, 2.0, 1, note="waiting check", copy=True)
@@ -719,13 +763,19 @@ def main() -> int:
     ]
     extra = {
         "daily": daily, "hourly": hourly, "hourly_ref": hourly_ref, "latency_subset": subset,
+        "hourly_c8": hourly_c8,
         "wait": [w for w in (wait, wait_copy) if w.wall is not None], "scale": scale, "startup": startup,
     }
     text, ok = report(bench, rows, extra, commands)
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # What people wrote below the marker (the profile, the build's timings) survives a re-run.
+        kept = ""
+        if out.exists() and KEEP_MARKER in out.read_text():
+            kept = out.read_text().split(KEEP_MARKER, 1)[1]
+        out.write_text(text.rstrip("\n") + "\n\n" + KEEP_MARKER + kept)
         log(f"wrote {args.out}")
     # Missed targets are reported in the table; the exit code says only whether the benchmark ran.
     return 0
